@@ -1,0 +1,71 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+/// Module map (why each target exists):
+/// - `COpenSSL`: system library for libcrypto (OpenSSL 3, from libssl-dev).
+/// - `CBFTCryptoShim`: tiny C shim over the EVP API with prefixed symbols (Ed25519, SHA-256).
+/// - `BFTCrypto`: Swift types for keys, signatures and digests; checks lengths, turns return codes into errors.
+/// - `BFTCore`: the pure PBFT protocol (no sockets, files, clocks, randomness or tasks) and its canonical wire codec.
+/// - `BFTSim`: deterministic simulator (network faults, crashes, Byzantine wrappers, checkers).
+/// - `BFTNode`: the networked replica (SwiftNIO), applications, configuration, client runtime.
+let package = Package(
+    name: "swift-pbft",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "BFTCore", targets: ["BFTCore"]),
+        .library(name: "BFTNode", targets: ["BFTNode"]),
+        .executable(name: "bft-sim", targets: ["bft-sim"]),
+        .executable(name: "bft-node", targets: ["bft-node"]),
+        .executable(name: "bft-client", targets: ["bft-client"]),
+        .executable(name: "bft-keygen", targets: ["bft-keygen"]),
+        .executable(name: "bft-cluster", targets: ["bft-cluster"]),
+        .executable(name: "bft-loadgen", targets: ["bft-loadgen"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .target(name: "CBFTCryptoShim", dependencies: ["COpenSSL"], linkerSettings: [.linkedLibrary("crypto")]),
+        .target(name: "BFTCrypto", dependencies: ["CBFTCryptoShim"]),
+        .target(name: "BFTCore", dependencies: ["BFTCrypto"]),
+        .target(name: "BFTSim", dependencies: ["BFTCore", "BFTCrypto"]),
+        .executableTarget(name: "bft-sim", dependencies: [
+            "BFTSim", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .target(name: "BFTNode", dependencies: [
+            "BFTCore", "BFTCrypto",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "bft-node", dependencies: [
+            "BFTNode", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "bft-client", dependencies: [
+            "BFTNode", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "bft-keygen", dependencies: [
+            "BFTNode", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "bft-cluster", dependencies: [
+            "BFTNode", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "bft-loadgen", dependencies: [
+            "BFTNode", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+        ]),
+        .testTarget(name: "BFTCryptoTests", dependencies: ["BFTCrypto"]),
+        .testTarget(name: "BFTCoreTests", dependencies: ["BFTCore", "BFTCrypto"]),
+        .testTarget(name: "BFTSimTests", dependencies: ["BFTSim", "BFTCore"]),
+        .testTarget(name: "BFTNodeTests", dependencies: ["BFTNode", "BFTCore", "BFTCrypto"]),
+    ],
+    swiftLanguageModes: [.v6]
+)
