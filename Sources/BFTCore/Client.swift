@@ -1,0 +1,113 @@
+import BFTCrypto
+
+/// The client side of PBFT (§4.1) as a deterministic state machine: it signs requests,
+/// multicasts them to every replica, accepts a result once f+1 replicas sent matching replies,
+/// and retransmits on timeout. Several requests may be outstanding (the window); timestamps are
+/// consecutive within a session so replicas can keep them in order.
+public struct ClientCore {
+    public let id: ClientID
+    public let config: ProtocolConfig
+    let signer: any MessageSigner
+    /// Most requests outstanding at once.
+    public let window: Int
+    /// Ticks before the first retransmission; doubles per retry up to `maxRetransmitTicks`.
+    public let retransmitTicks: UInt64
+    public let maxRetransmitTicks: UInt64
+
+    public struct Outstanding {
+        public let request: Request
+        public let sentAt: UInt64
+        var nextRetransmit: UInt64
+        var retries: Int
+        /// Result digest reported by each replica.
+        var votes: [ReplicaID: Digest] = [:]
+        var results: [Digest: [UInt8]] = [:]
+    }
+
+    public struct Completion: Sendable, Equatable {
+        public let timestamp: UInt64
+        public let result: [UInt8]
+        public let latencyTicks: UInt64
+        public let retries: Int
+    }
+
+    public struct Output: Sendable {
+        /// Requests to multicast to every replica.
+        public var broadcasts: [Request] = []
+        public var completions: [Completion] = []
+        public var retransmissions = 0
+    }
+
+    public private(set) var now: UInt64 = 0
+    var nextTimestamp: UInt64
+    var sessionStarted = false
+    public private(set) var outstanding: [UInt64: Outstanding] = [:]
+    public private(set) var droppedReplies = 0
+
+    /// `initialTimestamp` must exceed every timestamp this client used before (a clock reading
+    /// in microseconds works); the first request is marked as a session start.
+    public init(id: ClientID, config: ProtocolConfig, signer: any MessageSigner, initialTimestamp: UInt64,
+                window: Int = 1, retransmitTicks: UInt64 = 100, maxRetransmitTicks: UInt64 = 1600) {
+        precondition(window >= 1 && window <= config.maxPendingPerClient)
+        self.id = id
+        self.config = config
+        self.signer = signer
+        self.nextTimestamp = max(initialTimestamp, 1)
+        self.window = window
+        self.retransmitTicks = retransmitTicks
+        self.maxRetransmitTicks = maxRetransmitTicks
+    }
+
+    public var canSubmit: Bool { outstanding.count < window }
+
+    /// Signs and sends a new request. Precondition: `canSubmit`.
+    public mutating func submit(_ operation: [UInt8]) -> (timestamp: UInt64, output: Output) {
+        precondition(canSubmit, "client window full")
+        let t = nextTimestamp
+        nextTimestamp += 1
+        let r = Request(client: id, timestamp: t, sessionStart: !sessionStarted, operation: operation)
+            .signed(with: signer, clusterID: config.clusterID)
+        sessionStarted = true
+        outstanding[t] = Outstanding(request: r, sentAt: now, nextRetransmit: now + retransmitTicks, retries: 0)
+        var out = Output()
+        out.broadcasts.append(r)
+        return (t, out)
+    }
+
+    /// Takes a reply whose signature was verified at the edge.
+    public mutating func onReply(_ reply: Reply) -> Output {
+        var out = Output()
+        guard reply.client == id, reply.replica >= 0, reply.replica < config.n, var o = outstanding[reply.timestamp] else {
+            droppedReplies += 1
+            return out
+        }
+        let d = SHA256.hash(reply.result)
+        o.votes[reply.replica] = d
+        o.results[d] = reply.result
+        let matching = o.votes.values.filter { $0 == d }.count
+        if matching >= config.replyQuorum {
+            outstanding[reply.timestamp] = nil
+            out.completions.append(Completion(timestamp: reply.timestamp, result: reply.result,
+                                              latencyTicks: now - o.sentAt, retries: o.retries))
+        } else {
+            outstanding[reply.timestamp] = o
+        }
+        return out
+    }
+
+    /// Advances time; retransmits overdue requests to every replica, oldest first.
+    public mutating func tick() -> Output {
+        now += 1
+        var out = Output()
+        for t in outstanding.keys.sorted() {
+            guard var o = outstanding[t], now >= o.nextRetransmit else { continue }
+            o.retries += 1
+            let backoff = min(retransmitTicks << UInt64(min(o.retries, 16)), maxRetransmitTicks)
+            o.nextRetransmit = now + backoff
+            outstanding[t] = o
+            out.broadcasts.append(o.request)
+            out.retransmissions += 1
+        }
+        return out
+    }
+}

@@ -1,0 +1,555 @@
+import BFTCrypto
+
+/// Message kinds on the wire. The frame header carries this byte; the body is the message encoding.
+public enum MessageKind: UInt8, Sendable, CaseIterable {
+    case request = 1
+    case reply = 2
+    case prePrepare = 3
+    case prepare = 4
+    case commit = 5
+    case checkpoint = 6
+    case viewChange = 7
+    case newView = 8
+    case status = 9
+    case fetch = 10
+    case catchUp = 11
+    case stateTransfer = 12
+}
+
+/// Length of every signature field (Ed25519; the simulator's stand-in uses the same size).
+public let signatureByteCount = 64
+
+/// A message with a signature over `[kind] ++ clusterID ++ fields`. The signature is the last
+/// 64 bytes of the encoding, so the signed bytes are the encoding minus its tail plus a
+/// five-byte domain prefix: the kind stops a signature being reused for another message type,
+/// the cluster id stops replay across clusters.
+public protocol SignedMessage: Sendable, Equatable {
+    static var kind: MessageKind { get }
+    var signature: [UInt8] { get set }
+    /// The principal whose key must have produced `signature`.
+    var signer: Principal { get }
+    func encodeFields(into w: inout WireWriter)
+    /// Decodes the fields (not the signature) from `r`.
+    static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> Self
+}
+
+extension SignedMessage {
+    public func signingBytes(clusterID: UInt32) -> [UInt8] {
+        var w = WireWriter()
+        w.u8(Self.kind.rawValue)
+        w.u32(clusterID)
+        encodeFields(into: &w)
+        return w.bytes
+    }
+
+    /// Full canonical encoding: fields followed by the signature.
+    public var encoded: [UInt8] {
+        var w = WireWriter()
+        encode(into: &w)
+        return w.bytes
+    }
+
+    public func encode(into w: inout WireWriter) {
+        encodeFields(into: &w)
+        precondition(signature.count == signatureByteCount, "encoding an unsigned \(Self.kind)")
+        w.raw(signature)
+    }
+
+    static func decodeInline(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> Self {
+        var m = try decodeFields(&r, limits: limits)
+        m.signature = try r.raw(signatureByteCount)
+        return m
+    }
+
+    public static func decode(_ bytes: [UInt8], limits: MessageLimits = .default) throws(DecodeError) -> Self {
+        var r = WireReader(bytes)
+        let m = try decodeInline(&r, limits: limits)
+        try r.finish()
+        return m
+    }
+
+    public mutating func sign(with signer: any MessageSigner, clusterID: UInt32) {
+        signature = signer.sign(signingBytes(clusterID: clusterID))
+    }
+
+    public func signed(with signer: any MessageSigner, clusterID: UInt32) -> Self {
+        var copy = self
+        copy.sign(with: signer, clusterID: clusterID)
+        return copy
+    }
+}
+
+func decodeList<T: SignedMessage>(_ r: inout WireReader, field: String, limit: Int, limits: MessageLimits) throws(DecodeError) -> [T] {
+    let n = try r.count(field: field, limit: limit, minElementBytes: signatureByteCount)
+    var out: [T] = []
+    out.reserveCapacity(n)
+    for _ in 0..<n { out.append(try T.decodeInline(&r, limits: limits)) }
+    return out
+}
+
+func encodeList<T: SignedMessage>(_ list: [T], into w: inout WireWriter) {
+    w.u32(UInt32(list.count))
+    for m in list { m.encode(into: &w) }
+}
+
+func decodeReplica(_ r: inout WireReader) throws(DecodeError) -> ReplicaID { Int(try r.u16()) }
+
+// MARK: - Client messages
+
+/// ⟨REQUEST, o, t, c⟩σc. `timestamp` orders a client's requests; `sessionStart` marks the first
+/// request of a client session, whose timestamp may jump ahead of the last one executed.
+/// Within a session timestamps are consecutive, which lets replicas keep each client's
+/// requests in timestamp order even with several outstanding (causal order).
+public struct Request: SignedMessage, Hashable {
+    public static let kind = MessageKind.request
+    public var client: ClientID
+    public var timestamp: UInt64
+    public var sessionStart: Bool
+    public var operation: [UInt8]
+    public var signature: [UInt8]
+
+    public init(client: ClientID, timestamp: UInt64, sessionStart: Bool, operation: [UInt8], signature: [UInt8] = []) {
+        self.client = client
+        self.timestamp = timestamp
+        self.sessionStart = sessionStart
+        self.operation = operation
+        self.signature = signature
+    }
+
+    public var signer: Principal { .client(client) }
+
+    /// SHA-256 of the signed request's encoding: the request's identity in batches and logs.
+    public var digest: Digest { SHA256.hash(encoded) }
+
+    public func encodeFields(into w: inout WireWriter) {
+        w.u32(client); w.u64(timestamp); w.bool(sessionStart); w.blob(operation)
+    }
+
+    public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> Request {
+        let c = try r.u32(), t = try r.u64(), s = try r.bool()
+        let op = try r.blob(field: "operation", limit: limits.maxOperationBytes)
+        return Request(client: c, timestamp: t, sessionStart: s, operation: op)
+    }
+}
+
+/// ⟨REPLY, v, t, c, i, r⟩σi.
+public struct Reply: SignedMessage, Hashable {
+    public static let kind = MessageKind.reply
+    public var view: ViewNum
+    public var timestamp: UInt64
+    public var client: ClientID
+    public var replica: ReplicaID
+    public var result: [UInt8]
+    public var signature: [UInt8] = []
+
+    public init(view: ViewNum, timestamp: UInt64, client: ClientID, replica: ReplicaID, result: [UInt8]) {
+        self.view = view; self.timestamp = timestamp; self.client = client; self.replica = replica; self.result = result
+    }
+
+    public var signer: Principal { .replica(replica) }
+
+    public func encodeFields(into w: inout WireWriter) {
+        w.u64(view); w.u64(timestamp); w.u32(client); w.u16(UInt16(replica)); w.blob(result)
+    }
+
+    public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> Reply {
+        let v = try r.u64(), t = try r.u64(), c = try r.u32(), i = try decodeReplica(&r)
+        let res = try r.blob(field: "result", limit: limits.maxResultBytes)
+        return Reply(view: v, timestamp: t, client: c, replica: i, result: res)
+    }
+}
+
+// MARK: - Normal case
+
+/// ⟨PRE-PREPARE, v, n, d⟩σp with the batch piggybacked. An empty batch is PBFT's null request,
+/// used to fill gaps in a new view.
+public struct PrePrepare: SignedMessage, Hashable {
+    public static let kind = MessageKind.prePrepare
+    public var view: ViewNum
+    public var seq: SeqNum
+    public var replica: ReplicaID
+    public var requests: [Request]
+    public var signature: [UInt8] = []
+
+    public init(view: ViewNum, seq: SeqNum, replica: ReplicaID, requests: [Request]) {
+        self.view = view; self.seq = seq; self.replica = replica; self.requests = requests
+    }
+
+    public var signer: Principal { .replica(replica) }
+
+    /// Digest of the batch: SHA-256 over the requests' digests in order.
+    public var digest: Digest { Self.batchDigest(requests) }
+
+    public static func batchDigest(_ requests: [Request]) -> Digest {
+        SHA256.hash(parts: requests.map { $0.digest.bytes })
+    }
+
+    public func encodeFields(into w: inout WireWriter) {
+        w.u64(view); w.u64(seq); w.u16(UInt16(replica))
+        encodeList(requests, into: &w)
+    }
+
+    public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> PrePrepare {
+        let v = try r.u64(), n = try r.u64(), p = try decodeReplica(&r)
+        let reqs: [Request] = try decodeList(&r, field: "requests", limit: limits.maxRequestsPerBatch, limits: limits)
+        return PrePrepare(view: v, seq: n, replica: p, requests: reqs)
+    }
+}
+
+/// ⟨PREPARE, v, n, d, i⟩σi and ⟨COMMIT, v, n, d, i⟩σi share a shape.
+public struct Prepare: SignedMessage, Hashable {
+    public static let kind = MessageKind.prepare
+    public var view: ViewNum
+    public var seq: SeqNum
+    public var digest: Digest
+    public var replica: ReplicaID
+    public var signature: [UInt8] = []
+
+    public init(view: ViewNum, seq: SeqNum, digest: Digest, replica: ReplicaID) {
+        self.view = view; self.seq = seq; self.digest = digest; self.replica = replica
+    }
+
+    public var signer: Principal { .replica(replica) }
+
+    public func encodeFields(into w: inout WireWriter) {
+        w.u64(view); w.u64(seq); w.digest(digest); w.u16(UInt16(replica))
+    }
+
+    public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> Prepare {
+        Prepare(view: try r.u64(), seq: try r.u64(), digest: try r.digest(), replica: try decodeReplica(&r))
+    }
+}
+
+public struct Commit: SignedMessage, Hashable {
+    public static let kind = MessageKind.commit
+    public var view: ViewNum
+    public var seq: SeqNum
+    public var digest: Digest
+    public var replica: ReplicaID
+    public var signature: [UInt8] = []
+
+    public init(view: ViewNum, seq: SeqNum, digest: Digest, replica: ReplicaID) {
+        self.view = view; self.seq = seq; self.digest = digest; self.replica = replica
+    }
+
+    public var signer: Principal { .replica(replica) }
+
+    public func encodeFields(into w: inout WireWriter) {
+        w.u64(view); w.u64(seq); w.digest(digest); w.u16(UInt16(replica))
+    }
+
+    public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> Commit {
+        Commit(view: try r.u64(), seq: try r.u64(), digest: try r.digest(), replica: try decodeReplica(&r))
+    }
+}
+
+// MARK: - Checkpoints
+
+/// ⟨CHECKPOINT, n, d, i⟩σi: `digest` is the digest of the checkpoint state after executing `seq`.
+public struct Checkpoint: SignedMessage, Hashable {
+    public static let kind = MessageKind.checkpoint
+    public var seq: SeqNum
+    public var digest: Digest
+    public var replica: ReplicaID
+    public var signature: [UInt8] = []
+
+    public init(seq: SeqNum, digest: Digest, replica: ReplicaID) {
+        self.seq = seq; self.digest = digest; self.replica = replica
+    }
+
+    public var signer: Principal { .replica(replica) }
+
+    public func encodeFields(into w: inout WireWriter) {
+        w.u64(seq); w.digest(digest); w.u16(UInt16(replica))
+    }
+
+    public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> Checkpoint {
+        Checkpoint(seq: try r.u64(), digest: try r.digest(), replica: try decodeReplica(&r))
+    }
+}
+
+// MARK: - View change
+
+/// A prepared certificate: a pre-prepare and 2f matching prepares from distinct backups.
+public struct PreparedCertificate: Sendable, Hashable {
+    public var prePrepare: PrePrepare
+    public var prepares: [Prepare]
+
+    public init(prePrepare: PrePrepare, prepares: [Prepare]) {
+        self.prePrepare = prePrepare; self.prepares = prepares
+    }
+
+    func encode(into w: inout WireWriter) {
+        prePrepare.encode(into: &w)
+        encodeList(prepares, into: &w)
+    }
+
+    static func decode(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> PreparedCertificate {
+        let pp = try PrePrepare.decodeInline(&r, limits: limits)
+        let ps: [Prepare] = try decodeList(&r, field: "prepares", limit: limits.maxProofMessages, limits: limits)
+        return PreparedCertificate(prePrepare: pp, prepares: ps)
+    }
+}
+
+/// ⟨VIEW-CHANGE, v+1, n, C, P, i⟩σi: the stable checkpoint `stableSeq` with its proof `C`
+/// (2f+1 CHECKPOINTs, empty for the genesis checkpoint 0) and the prepared certificates `P`
+/// for sequence numbers above it.
+public struct ViewChange: SignedMessage, Hashable {
+    public static let kind = MessageKind.viewChange
+    public var newView: ViewNum
+    public var stableSeq: SeqNum
+    public var stableDigest: Digest
+    public var checkpointProof: [Checkpoint]
+    public var prepared: [PreparedCertificate]
+    public var replica: ReplicaID
+    public var signature: [UInt8] = []
+
+    public init(newView: ViewNum, stableSeq: SeqNum, stableDigest: Digest, checkpointProof: [Checkpoint], prepared: [PreparedCertificate], replica: ReplicaID) {
+        self.newView = newView; self.stableSeq = stableSeq; self.stableDigest = stableDigest
+        self.checkpointProof = checkpointProof; self.prepared = prepared; self.replica = replica
+    }
+
+    public var signer: Principal { .replica(replica) }
+
+    public func encodeFields(into w: inout WireWriter) {
+        w.u64(newView); w.u64(stableSeq); w.digest(stableDigest)
+        encodeList(checkpointProof, into: &w)
+        w.u32(UInt32(prepared.count))
+        for c in prepared { c.encode(into: &w) }
+        w.u16(UInt16(replica))
+    }
+
+    public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> ViewChange {
+        let v = try r.u64(), s = try r.u64(), d = try r.digest()
+        let proof: [Checkpoint] = try decodeList(&r, field: "checkpointProof", limit: limits.maxProofMessages, limits: limits)
+        let n = try r.count(field: "prepared", limit: limits.maxPreparedCertificates, minElementBytes: 2 * signatureByteCount)
+        var certs: [PreparedCertificate] = []
+        certs.reserveCapacity(n)
+        for _ in 0..<n { certs.append(try PreparedCertificate.decode(&r, limits: limits)) }
+        let i = try decodeReplica(&r)
+        return ViewChange(newView: v, stableSeq: s, stableDigest: d, checkpointProof: proof, prepared: certs, replica: i)
+    }
+}
+
+/// ⟨NEW-VIEW, v+1, V, O⟩σp: 2f+1 view changes and the pre-prepares re-proposed from them.
+public struct NewView: SignedMessage, Hashable {
+    public static let kind = MessageKind.newView
+    public var view: ViewNum
+    public var viewChanges: [ViewChange]
+    public var prePrepares: [PrePrepare]
+    public var replica: ReplicaID
+    public var signature: [UInt8] = []
+
+    public init(view: ViewNum, viewChanges: [ViewChange], prePrepares: [PrePrepare], replica: ReplicaID) {
+        self.view = view; self.viewChanges = viewChanges; self.prePrepares = prePrepares; self.replica = replica
+    }
+
+    public var signer: Principal { .replica(replica) }
+
+    public func encodeFields(into w: inout WireWriter) {
+        w.u64(view)
+        encodeList(viewChanges, into: &w)
+        encodeList(prePrepares, into: &w)
+        w.u16(UInt16(replica))
+    }
+
+    public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> NewView {
+        let v = try r.u64()
+        let vcs: [ViewChange] = try decodeList(&r, field: "viewChanges", limit: limits.maxProofMessages, limits: limits)
+        let pps: [PrePrepare] = try decodeList(&r, field: "prePrepares", limit: limits.maxPreparedCertificates, limits: limits)
+        return NewView(view: v, viewChanges: vcs, prePrepares: pps, replica: try decodeReplica(&r))
+    }
+}
+
+// MARK: - Catch-up and state transfer
+
+/// Heartbeat: lets a lagging or partitioned replica learn that it is behind.
+public struct Status: SignedMessage, Hashable {
+    public static let kind = MessageKind.status
+    public var view: ViewNum
+    public var lastExecuted: SeqNum
+    public var stableSeq: SeqNum
+    public var replica: ReplicaID
+    public var signature: [UInt8] = []
+
+    public init(view: ViewNum, lastExecuted: SeqNum, stableSeq: SeqNum, replica: ReplicaID) {
+        self.view = view; self.lastExecuted = lastExecuted; self.stableSeq = stableSeq; self.replica = replica
+    }
+
+    public var signer: Principal { .replica(replica) }
+
+    public func encodeFields(into w: inout WireWriter) {
+        w.u64(view); w.u64(lastExecuted); w.u64(stableSeq); w.u16(UInt16(replica))
+    }
+
+    public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> Status {
+        Status(view: try r.u64(), lastExecuted: try r.u64(), stableSeq: try r.u64(), replica: try decodeReplica(&r))
+    }
+}
+
+/// Asks a peer for what follows `lastExecuted`: committed certificates, the stable checkpoint's
+/// state if we are behind it, and its NEW-VIEW if its view is above `view`.
+public struct Fetch: SignedMessage, Hashable {
+    public static let kind = MessageKind.fetch
+    public var view: ViewNum
+    public var lastExecuted: SeqNum
+    public var replica: ReplicaID
+    public var signature: [UInt8] = []
+
+    public init(view: ViewNum, lastExecuted: SeqNum, replica: ReplicaID) {
+        self.view = view; self.lastExecuted = lastExecuted; self.replica = replica
+    }
+
+    public var signer: Principal { .replica(replica) }
+
+    public func encodeFields(into w: inout WireWriter) {
+        w.u64(view); w.u64(lastExecuted); w.u16(UInt16(replica))
+    }
+
+    public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> Fetch {
+        Fetch(view: try r.u64(), lastExecuted: try r.u64(), replica: try decodeReplica(&r))
+    }
+}
+
+/// A committed certificate: a pre-prepare and 2f+1 matching commits. Self-certifying, so a
+/// replica can execute it on the word of a single (possibly faulty) peer.
+public struct CommittedCertificate: Sendable, Hashable {
+    public var prePrepare: PrePrepare
+    public var commits: [Commit]
+
+    public init(prePrepare: PrePrepare, commits: [Commit]) {
+        self.prePrepare = prePrepare; self.commits = commits
+    }
+}
+
+/// Answer to FETCH: committed certificates in sequence order and, optionally, the sender's
+/// latest NEW-VIEW.
+public struct CatchUp: SignedMessage, Hashable {
+    public static let kind = MessageKind.catchUp
+    public var entries: [CommittedCertificate]
+    public var newView: NewView?
+    public var replica: ReplicaID
+    public var signature: [UInt8] = []
+
+    public init(entries: [CommittedCertificate], newView: NewView?, replica: ReplicaID) {
+        self.entries = entries; self.newView = newView; self.replica = replica
+    }
+
+    public var signer: Principal { .replica(replica) }
+
+    public func encodeFields(into w: inout WireWriter) {
+        w.u32(UInt32(entries.count))
+        for e in entries {
+            e.prePrepare.encode(into: &w)
+            encodeList(e.commits, into: &w)
+        }
+        if let nv = newView { w.bool(true); nv.encode(into: &w) } else { w.bool(false) }
+        w.u16(UInt16(replica))
+    }
+
+    public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> CatchUp {
+        let n = try r.count(field: "entries", limit: limits.maxCatchUpEntries, minElementBytes: 2 * signatureByteCount)
+        var entries: [CommittedCertificate] = []
+        for _ in 0..<n {
+            let pp = try PrePrepare.decodeInline(&r, limits: limits)
+            let cs: [Commit] = try decodeList(&r, field: "commits", limit: limits.maxProofMessages, limits: limits)
+            entries.append(CommittedCertificate(prePrepare: pp, commits: cs))
+        }
+        let nv: NewView? = try r.bool() ? try NewView.decodeInline(&r, limits: limits) : nil
+        return CatchUp(entries: entries, newView: nv, replica: try decodeReplica(&r))
+    }
+}
+
+/// State transfer: the checkpoint state at `seq` with its proof of stability (2f+1 CHECKPOINTs
+/// whose digest equals SHA-256 of `state`).
+public struct StateTransfer: SignedMessage, Hashable {
+    public static let kind = MessageKind.stateTransfer
+    public var seq: SeqNum
+    public var proof: [Checkpoint]
+    public var state: [UInt8]
+    public var replica: ReplicaID
+    public var signature: [UInt8] = []
+
+    public init(seq: SeqNum, proof: [Checkpoint], state: [UInt8], replica: ReplicaID) {
+        self.seq = seq; self.proof = proof; self.state = state; self.replica = replica
+    }
+
+    public var signer: Principal { .replica(replica) }
+
+    public func encodeFields(into w: inout WireWriter) {
+        w.u64(seq); encodeList(proof, into: &w); w.blob(state); w.u16(UInt16(replica))
+    }
+
+    public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> StateTransfer {
+        let s = try r.u64()
+        let proof: [Checkpoint] = try decodeList(&r, field: "proof", limit: limits.maxProofMessages, limits: limits)
+        let st = try r.blob(field: "state", limit: limits.maxStateBytes)
+        return StateTransfer(seq: s, proof: proof, state: st, replica: try decodeReplica(&r))
+    }
+}
+
+// MARK: - The message sum type
+
+public enum Message: Sendable, Equatable {
+    case request(Request)
+    case reply(Reply)
+    case prePrepare(PrePrepare)
+    case prepare(Prepare)
+    case commit(Commit)
+    case checkpoint(Checkpoint)
+    case viewChange(ViewChange)
+    case newView(NewView)
+    case status(Status)
+    case fetch(Fetch)
+    case catchUp(CatchUp)
+    case stateTransfer(StateTransfer)
+
+    public var kind: MessageKind { payload.kindValue }
+
+    /// The signed message inside, as an existential for generic handling.
+    public var payload: any SignedMessage {
+        switch self {
+        case .request(let m): return m
+        case .reply(let m): return m
+        case .prePrepare(let m): return m
+        case .prepare(let m): return m
+        case .commit(let m): return m
+        case .checkpoint(let m): return m
+        case .viewChange(let m): return m
+        case .newView(let m): return m
+        case .status(let m): return m
+        case .fetch(let m): return m
+        case .catchUp(let m): return m
+        case .stateTransfer(let m): return m
+        }
+    }
+
+    public var signer: Principal { payload.signer }
+
+    /// Body bytes (without frame header).
+    public func encoded() -> [UInt8] { payload.encoded }
+
+    public static func decode(kind: UInt8, body: [UInt8], limits: MessageLimits = .default) throws(DecodeError) -> Message {
+        guard let k = MessageKind(rawValue: kind) else { throw .unknownKind(kind) }
+        switch k {
+        case .request: return .request(try Request.decode(body, limits: limits))
+        case .reply: return .reply(try Reply.decode(body, limits: limits))
+        case .prePrepare: return .prePrepare(try PrePrepare.decode(body, limits: limits))
+        case .prepare: return .prepare(try Prepare.decode(body, limits: limits))
+        case .commit: return .commit(try Commit.decode(body, limits: limits))
+        case .checkpoint: return .checkpoint(try Checkpoint.decode(body, limits: limits))
+        case .viewChange: return .viewChange(try ViewChange.decode(body, limits: limits))
+        case .newView: return .newView(try NewView.decode(body, limits: limits))
+        case .status: return .status(try Status.decode(body, limits: limits))
+        case .fetch: return .fetch(try Fetch.decode(body, limits: limits))
+        case .catchUp: return .catchUp(try CatchUp.decode(body, limits: limits))
+        case .stateTransfer: return .stateTransfer(try StateTransfer.decode(body, limits: limits))
+        }
+    }
+
+    public static func == (a: Message, b: Message) -> Bool { a.kind == b.kind && a.encoded() == b.encoded() }
+}
+
+extension SignedMessage {
+    var kindValue: MessageKind { Self.kind }
+}

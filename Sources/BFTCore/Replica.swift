@@ -1,0 +1,948 @@
+import BFTCrypto
+
+/// Where an output message goes.
+public enum Destination: Sendable, Equatable, Hashable {
+    case replica(ReplicaID)
+    /// Every replica except the sender.
+    case allReplicas
+    case client(ClientID)
+}
+
+public struct Outbound: Sendable, Equatable {
+    public var destination: Destination
+    public var message: Message
+    public init(_ destination: Destination, _ message: Message) {
+        self.destination = destination; self.message = message
+    }
+}
+
+/// Something worth logging or counting. Never a reason to stop.
+public enum ReplicaEvent: Sendable, Equatable {
+    case viewChangeStarted(view: ViewNum)
+    case newViewInstalled(view: ViewNum)
+    case checkpointStable(seq: SeqNum, digest: Digest)
+    case stateTransferred(seq: SeqNum)
+    case checkpointMismatch(seq: SeqNum)
+    /// A peer message broken against the protocol rules: dropped, counted by `reason`.
+    case dropped(kind: MessageKind, from: Principal, reason: String)
+    /// Two validly signed, conflicting messages from one replica for the same view and sequence.
+    case equivocation(EquivocationProof)
+}
+
+/// Proof of misbehaviour: both messages carry valid signatures of `replica` (they passed the
+/// verifier) and conflict for the same view and sequence number.
+public struct EquivocationProof: Sendable, Equatable {
+    public let replica: ReplicaID
+    public let view: ViewNum
+    public let seq: SeqNum
+    public let first: Message
+    public let second: Message
+}
+
+/// Everything one step of the core produced.
+///
+/// Ordering contract for the caller: `deliveries` have already been applied to the application
+/// (in order, exactly once); `messages` may be sent in any order after the caller has made durable
+/// whatever it persists for this step (persist before send), and dropping any of them is safe
+/// (the protocol retransmits), but they must not be altered.
+public struct ReplicaOutput: Sendable {
+    public var messages: [Outbound] = []
+    public var deliveries: [Delivery] = []
+    public var events: [ReplicaEvent] = []
+    public init() {}
+
+    public var isEmpty: Bool { messages.isEmpty && deliveries.isEmpty && events.isEmpty }
+}
+
+/// Per-slot log entry for one sequence number inside the watermark window.
+struct Slot {
+    /// Accepted pre-prepare of the current view.
+    var prePrepare: PrePrepare?
+    var digest: Digest?
+    var prepares: [ReplicaID: Prepare] = [:]
+    var commits: [ReplicaID: Commit] = [:]
+    var prepared = false
+    var committed = false
+    /// Prepared certificate of the highest view in which this slot prepared here (for VIEW-CHANGE).
+    var preparedCertificate: PreparedCertificate?
+    /// Committed certificate once committed here (served to lagging replicas).
+    var committedCertificate: CommittedCertificate?
+
+    mutating func resetForNewView() {
+        prePrepare = nil; digest = nil
+        prepares = [:]; commits = [:]
+        prepared = false
+        if committedCertificate == nil { committed = false }
+    }
+}
+
+/// Client table entry: exactly-once execution and the reply cache.
+struct ClientRecord: Equatable {
+    var lastTimestamp: UInt64 = 0
+    /// Most recent replies, oldest first, at most `replyCacheDepth`.
+    var replies: [(timestamp: UInt64, result: [UInt8])] = []
+
+    static func == (a: ClientRecord, b: ClientRecord) -> Bool {
+        a.lastTimestamp == b.lastTimestamp && a.replies.elementsEqual(b.replies) { $0.timestamp == $1.timestamp && $0.result == $1.result }
+    }
+}
+
+/// Requests waiting to be ordered, per client in timestamp order, with a fair deterministic
+/// order across clients. Bounded: `maxPerClient` per configured client.
+struct PendingRequests {
+    var byClient: [ClientID: [Request]] = [:]
+    /// Clients with pending requests, in the order they first had one (round robin for batching).
+    var order: [ClientID] = []
+    var rotation = 0
+    let maxPerClient: Int
+
+    init(maxPerClient: Int) { self.maxPerClient = maxPerClient }
+
+    var isEmpty: Bool { order.isEmpty }
+    var count: Int { byClient.values.reduce(0) { $0 + $1.count } }
+
+    enum InsertResult { case inserted, duplicate, full }
+
+    mutating func insert(_ r: Request) -> InsertResult {
+        var list = byClient[r.client] ?? []
+        if list.contains(where: { $0.timestamp == r.timestamp }) { return .duplicate }
+        if list.count >= maxPerClient { return .full }
+        let idx = list.firstIndex { $0.timestamp > r.timestamp } ?? list.count
+        list.insert(r, at: idx)
+        if list.count == 1 { order.append(r.client) }
+        byClient[r.client] = list
+        return .inserted
+    }
+
+    mutating func removeUpTo(client: ClientID, timestamp: UInt64) {
+        guard var list = byClient[client] else { return }
+        list.removeAll { $0.timestamp <= timestamp }
+        if list.isEmpty {
+            byClient[client] = nil
+            order.removeAll { $0 == client }
+        } else {
+            byClient[client] = list
+        }
+    }
+}
+
+/// A PBFT replica as a deterministic state machine (Castro & Liskov, OSDI'99 §4).
+///
+/// It owns no sockets, files, clocks, randomness or tasks: inputs are verified messages
+/// (`step`) and clock ticks (`tick`), effects leave as a `ReplicaOutput`. The application is the
+/// only object it calls, synchronously and deterministically, in sequence order.
+public struct Replica {
+    public let id: ReplicaID
+    public let config: ProtocolConfig
+    let signer: any MessageSigner
+    let app: any ReplicatedApplication
+
+    // MARK: View state (§4.4)
+    /// Current view, or the view being moved to while a view change is in progress.
+    public private(set) var view: ViewNum = 0
+    /// False between sending VIEW-CHANGE for `view` and installing its NEW-VIEW.
+    public private(set) var active = true
+    var viewChangeAttempts = 0
+    var viewChanges: [ReplicaID: ViewChange] = [:]
+    public private(set) var lastNewView: NewView?
+
+    // MARK: Log and execution (§4.2, §4.3)
+    var slots: [SeqNum: Slot] = [:]
+    /// Next sequence number the primary assigns.
+    var nextSeq: SeqNum = 1
+    public private(set) var lastExecuted: SeqNum = 0
+    /// Requests delivered so far (the index of the last delivery).
+    public private(set) var executedCount: UInt64 = 0
+    var clients: [ClientID: ClientRecord] = [:]
+    var pending: PendingRequests
+    /// Highest timestamp per client assigned to a sequence number in this view but not yet executed.
+    var proposedTimestamps: [ClientID: UInt64] = [:]
+    /// Set while `step(_:[VerifiedMessage])` feeds a group of inputs.
+    var proposalsDeferred = false
+
+    // MARK: Checkpoints (§4.3)
+    public private(set) var stableSeq: SeqNum = 0
+    public private(set) var stableDigest: Digest
+    var stableProof: [Checkpoint] = []
+    /// Checkpoint state at `stableSeq`, if this replica has it (served to others by state transfer).
+    var stableState: [UInt8]?
+    var ownCheckpoints: [SeqNum: (digest: Digest, state: [UInt8])] = [:]
+    var checkpointVotes: [SeqNum: [ReplicaID: Checkpoint]] = [:]
+
+    // MARK: Timers, in ticks
+    public private(set) var now: UInt64 = 0
+    var viewChangeDeadline: UInt64?
+    var lastProgressTick: UInt64 = 0
+    var nextRetransmit: UInt64 = 0
+    var nextStatus: UInt64 = 0
+    var lastFetchSent: UInt64?
+    var lastFetchAnswered: [ReplicaID: UInt64] = [:]
+
+    // MARK: Accounting
+    public private(set) var dropCounts: [String: Int] = [:]
+    /// Proofs of equivocation, at most `maxEquivocationProofs` (one per replica/view/seq).
+    public private(set) var equivocationProofs: [EquivocationProof] = []
+    public let maxEquivocationProofs = 64
+
+    public init(id: ReplicaID, config: ProtocolConfig, signer: any MessageSigner, application: any ReplicatedApplication) {
+        precondition(config.validate() == nil, config.validate() ?? "")
+        precondition(id >= 0 && id < config.n)
+        self.id = id
+        self.config = config
+        self.signer = signer
+        self.app = application
+        self.pending = PendingRequests(maxPerClient: config.maxPendingPerClient)
+        self.stableDigest = .zero
+        let genesis = checkpointState()
+        self.stableDigest = SHA256.hash(genesis)
+        self.stableState = genesis
+        self.nextStatus = config.statusIntervalTicks
+        self.nextRetransmit = config.retransmitTicks
+    }
+
+    public var primary: ReplicaID { config.primary(of: view) }
+    public var isPrimary: Bool { primary == id }
+    var f: Int { config.f }
+    var highWatermark: SeqNum { stableSeq + config.watermarkWindow }
+    public var pendingRequestCount: Int { pending.count }
+    /// Highest sequence number with an accepted pre-prepare (for status/lag reporting).
+    public var highestSeqSeen: SeqNum { slots.keys.max() ?? lastExecuted }
+
+    // MARK: - Inputs
+
+    /// Feeds one verified message.
+    public mutating func step(_ input: VerifiedMessage) -> ReplicaOutput {
+        var out = ReplicaOutput()
+        switch input.message {
+        case .request(let r): onRequest(r, &out)
+        case .prePrepare(let m): onPrePrepare(m, &out)
+        case .prepare(let m): onPrepare(m, &out)
+        case .commit(let m): onCommit(m, &out)
+        case .checkpoint(let m): onCheckpoint(m, &out)
+        case .viewChange(let m): onViewChange(m, &out)
+        case .newView(let m): onNewView(m, &out)
+        case .status(let m): onStatus(m, &out)
+        case .fetch(let m): onFetch(m, &out)
+        case .catchUp(let m): onCatchUp(m, &out)
+        case .stateTransfer(let m): onStateTransfer(m, &out)
+        case .reply(let m): drop(.reply, .replica(m.replica), "reply_to_replica", &out)
+        }
+        return out
+    }
+
+    /// Feeds several verified messages as one step. The primary cuts batches once, after all of
+    /// them, so requests that arrive together are ordered together.
+    public mutating func step(_ inputs: [VerifiedMessage]) -> ReplicaOutput {
+        var out = ReplicaOutput()
+        proposalsDeferred = true
+        for input in inputs {
+            let o = step(input)
+            out.messages += o.messages; out.deliveries += o.deliveries; out.events += o.events
+        }
+        proposalsDeferred = false
+        tryPropose(&out)
+        return out
+    }
+
+    /// Advances logical time by one tick: timers, retransmission, heartbeats.
+    public mutating func tick() -> ReplicaOutput {
+        var out = ReplicaOutput()
+        now += 1
+        if let deadline = viewChangeDeadline, now >= deadline {
+            viewChangeDeadline = nil
+            startViewChange(to: view + 1, &out)
+        }
+        if now >= nextRetransmit {
+            nextRetransmit = now + config.retransmitTicks
+            retransmit(&out)
+        }
+        if now >= nextStatus {
+            nextStatus = now + config.statusIntervalTicks
+            let s = Status(view: view, lastExecuted: lastExecuted, stableSeq: stableSeq, replica: id)
+            send(.allReplicas, .status(sign(s)), &out)
+        }
+        return out
+    }
+
+    // MARK: - Helpers
+
+    func sign<M: SignedMessage>(_ m: M) -> M { m.signed(with: signer, clusterID: config.clusterID) }
+
+    func send(_ d: Destination, _ m: Message, _ out: inout ReplicaOutput) {
+        out.messages.append(Outbound(d, m))
+    }
+
+    mutating func drop(_ kind: MessageKind, _ from: Principal, _ reason: String, _ out: inout ReplicaOutput) {
+        dropCounts[reason, default: 0] += 1
+        out.events.append(.dropped(kind: kind, from: from, reason: reason))
+    }
+
+    mutating func recordEquivocation(replica: ReplicaID, view: ViewNum, seq: SeqNum, _ a: Message, _ b: Message, _ out: inout ReplicaOutput) {
+        if equivocationProofs.contains(where: { $0.replica == replica && $0.view == view && $0.seq == seq }) { return }
+        guard equivocationProofs.count < maxEquivocationProofs else { return }
+        let proof = EquivocationProof(replica: replica, view: view, seq: seq, first: a, second: b)
+        equivocationProofs.append(proof)
+        out.events.append(.equivocation(proof))
+    }
+
+    func inWindow(_ seq: SeqNum) -> Bool { seq > stableSeq && seq <= highWatermark }
+
+    func viewChangeTimeout() -> UInt64 {
+        let shift = UInt64(min(max(viewChangeAttempts - 1, 0), 16))
+        return min(config.viewChangeTimeoutTicks << shift, config.maxViewChangeTimeoutTicks)
+    }
+
+    /// Timestamp after which request `r` would be the next one executable for its client.
+    func nextExecutable(_ r: Request, after last: UInt64) -> Bool {
+        r.timestamp == last + 1 || (r.sessionStart && r.timestamp > last)
+    }
+
+    /// True when some pending request is one an honest primary must order next: the
+    /// view-change timer runs only for those, so a client that skips timestamps cannot make
+    /// replicas suspect a correct primary.
+    func hasOrderablePending() -> Bool {
+        for c in pending.order {
+            guard let first = pending.byClient[c]?.first else { continue }
+            let last = max(clients[c]?.lastTimestamp ?? 0, proposedTimestamps[c] ?? 0)
+            if first.timestamp <= last { return true }  // assigned but not yet executed
+            if nextExecutable(first, after: last) { return true }
+        }
+        return false
+    }
+
+    mutating func armViewChangeTimerIfNeeded() {
+        guard active else { return }
+        if hasOrderablePending() {
+            if viewChangeDeadline == nil { viewChangeDeadline = now + viewChangeTimeout() }
+        } else {
+            viewChangeDeadline = nil
+        }
+    }
+
+    // MARK: - Requests (§4.1)
+
+    mutating func onRequest(_ r: Request, _ out: inout ReplicaOutput) {
+        let record = clients[r.client] ?? ClientRecord()
+        if r.timestamp <= record.lastTimestamp {
+            // Already executed: resend the cached reply, never execute twice.
+            if let cached = record.replies.last(where: { $0.timestamp == r.timestamp }) {
+                let reply = Reply(view: view, timestamp: r.timestamp, client: r.client, replica: id, result: cached.result)
+                send(.client(r.client), .reply(sign(reply)), &out)
+            } else {
+                drop(.request, .client(r.client), "stale_timestamp", &out)
+            }
+            return
+        }
+        switch pending.insert(r) {
+        case .inserted: break
+        case .duplicate: return
+        case .full:
+            drop(.request, .client(r.client), "client_window_full", &out)
+            return
+        }
+        if isPrimary && active && !proposalsDeferred {
+            tryPropose(&out)
+        }
+        armViewChangeTimerIfNeeded()
+    }
+
+    /// Primary: assigns sequence numbers to batches while the pipeline and the window allow.
+    mutating func tryPropose(_ out: inout ReplicaOutput) {
+        guard isPrimary && active else { return }
+        while nextSeq <= highWatermark && Int(nextSeq - 1 - min(lastExecuted, nextSeq - 1)) < config.maxInFlightBatches {
+            let batch = cutBatch()
+            if batch.isEmpty { return }
+            let pp = sign(PrePrepare(view: view, seq: nextSeq, replica: id, requests: batch))
+            nextSeq += 1
+            send(.allReplicas, .prePrepare(pp), &out)
+            acceptPrePrepare(pp, &out)
+        }
+    }
+
+    /// Takes requests fairly across clients, each client's in timestamp order with no gaps.
+    mutating func cutBatch() -> [Request] {
+        var batch: [Request] = []
+        var bytes = 0
+        let clientsInOrder = pending.order
+        guard !clientsInOrder.isEmpty else { return [] }
+        let start = pending.rotation % clientsInOrder.count
+        pending.rotation &+= 1
+        for k in 0..<clientsInOrder.count {
+            let c = clientsInOrder[(start + k) % clientsInOrder.count]
+            guard let list = pending.byClient[c] else { continue }
+            var last = max(clients[c]?.lastTimestamp ?? 0, proposedTimestamps[c] ?? 0)
+            for r in list where r.timestamp > last {
+                guard nextExecutable(r, after: last) else { break }
+                let size = r.operation.count + 96
+                if batch.count >= config.maxBatchRequests || (bytes + size > config.maxBatchBytes && !batch.isEmpty) {
+                    return batch
+                }
+                batch.append(r)
+                bytes += size
+                last = r.timestamp
+                proposedTimestamps[c] = last
+            }
+        }
+        return batch
+    }
+
+    // MARK: - Normal case (§4.2)
+
+    mutating func onPrePrepare(_ pp: PrePrepare, _ out: inout ReplicaOutput) {
+        let from = Principal.replica(pp.replica)
+        guard pp.replica == config.primary(of: pp.view) else { return drop(.prePrepare, from, "pre_prepare_not_from_primary", &out) }
+        guard pp.view == view else { return drop(.prePrepare, from, pp.view < view ? "stale_view" : "future_view", &out) }
+        guard active else { return drop(.prePrepare, from, "view_change_in_progress", &out) }
+        guard pp.replica != id else { return }
+        guard inWindow(pp.seq) else { return drop(.prePrepare, from, "outside_watermarks", &out) }
+        guard pp.requests.count <= config.maxBatchRequests, batchIsWellFormed(pp.requests) else {
+            return drop(.prePrepare, from, "malformed_batch", &out)
+        }
+        if let existing = slots[pp.seq]?.prePrepare {
+            if existing.digest != pp.digest {
+                recordEquivocation(replica: pp.replica, view: pp.view, seq: pp.seq, .prePrepare(existing), .prePrepare(pp), &out)
+                drop(.prePrepare, from, "equivocation", &out)
+            }
+            return
+        }
+        acceptPrePrepare(pp, &out)
+    }
+
+    /// No request twice in one batch, and each client's requests in increasing timestamp order.
+    func batchIsWellFormed(_ requests: [Request]) -> Bool {
+        var last: [ClientID: UInt64] = [:]
+        for r in requests {
+            if let l = last[r.client], r.timestamp <= l { return false }
+            last[r.client] = r.timestamp
+        }
+        return true
+    }
+
+    /// Logs a pre-prepare of the current view and, at a backup, multicasts PREPARE.
+    mutating func acceptPrePrepare(_ pp: PrePrepare, _ out: inout ReplicaOutput) {
+        var slot = slots[pp.seq] ?? Slot()
+        slot.prePrepare = pp
+        slot.digest = pp.digest
+        slots[pp.seq] = slot
+        if pp.replica != id {
+            let p = sign(Prepare(view: view, seq: pp.seq, digest: pp.digest, replica: id))
+            slots[pp.seq]!.prepares[id] = p
+            send(.allReplicas, .prepare(p), &out)
+        }
+        checkPrepared(pp.seq, &out)
+    }
+
+    mutating func onPrepare(_ p: Prepare, _ out: inout ReplicaOutput) {
+        let from = Principal.replica(p.replica)
+        guard p.view == view else { return drop(.prepare, from, p.view < view ? "stale_view" : "future_view", &out) }
+        guard active else { return drop(.prepare, from, "view_change_in_progress", &out) }
+        guard p.replica != config.primary(of: p.view) else { return drop(.prepare, from, "prepare_from_primary", &out) }
+        guard inWindow(p.seq) else { return drop(.prepare, from, "outside_watermarks", &out) }
+        var slot = slots[p.seq] ?? Slot()
+        if let existing = slot.prepares[p.replica] {
+            if existing.digest != p.digest {
+                recordEquivocation(replica: p.replica, view: p.view, seq: p.seq, .prepare(existing), .prepare(p), &out)
+                drop(.prepare, from, "equivocation", &out)
+            }
+            return
+        }
+        slot.prepares[p.replica] = p
+        slots[p.seq] = slot
+        checkPrepared(p.seq, &out)
+    }
+
+    /// prepared(m, v, n, i): pre-prepare plus 2f matching prepares from distinct backups.
+    mutating func checkPrepared(_ seq: SeqNum, _ out: inout ReplicaOutput) {
+        guard var slot = slots[seq], !slot.prepared, let pp = slot.prePrepare, let d = slot.digest else { return }
+        let matching = slot.prepares.values
+            .filter { $0.view == pp.view && $0.digest == d && $0.replica != pp.replica }
+            .sorted { $0.replica < $1.replica }
+        guard matching.count >= 2 * f else { return }
+        slot.prepared = true
+        slot.preparedCertificate = PreparedCertificate(prePrepare: pp, prepares: Array(matching.prefix(2 * f)))
+        let c = sign(Commit(view: view, seq: seq, digest: d, replica: id))
+        slot.commits[id] = c
+        slots[seq] = slot
+        send(.allReplicas, .commit(c), &out)
+        checkCommitted(seq, &out)
+    }
+
+    mutating func onCommit(_ c: Commit, _ out: inout ReplicaOutput) {
+        let from = Principal.replica(c.replica)
+        guard c.view == view else { return drop(.commit, from, c.view < view ? "stale_view" : "future_view", &out) }
+        guard active else { return drop(.commit, from, "view_change_in_progress", &out) }
+        guard inWindow(c.seq) else { return drop(.commit, from, "outside_watermarks", &out) }
+        var slot = slots[c.seq] ?? Slot()
+        if let existing = slot.commits[c.replica] {
+            if existing.digest != c.digest {
+                recordEquivocation(replica: c.replica, view: c.view, seq: c.seq, .commit(existing), .commit(c), &out)
+                drop(.commit, from, "equivocation", &out)
+            }
+            return
+        }
+        slot.commits[c.replica] = c
+        slots[c.seq] = slot
+        checkCommitted(c.seq, &out)
+    }
+
+    /// committed-local(m, v, n, i): prepared plus 2f+1 matching commits.
+    mutating func checkCommitted(_ seq: SeqNum, _ out: inout ReplicaOutput) {
+        guard var slot = slots[seq], slot.prepared, !slot.committed, let pp = slot.prePrepare, let d = slot.digest else { return }
+        let matching = slot.commits.values.filter { $0.view == pp.view && $0.digest == d }.sorted { $0.replica < $1.replica }
+        guard matching.count >= config.quorum else { return }
+        slot.committed = true
+        slot.committedCertificate = CommittedCertificate(prePrepare: pp, commits: Array(matching.prefix(config.quorum)))
+        slots[seq] = slot
+        executeReady(&out)
+    }
+
+    // MARK: - Execution (§4.2, exactly-once and per-client order)
+
+    mutating func executeReady(_ out: inout ReplicaOutput) {
+        var progressed = false
+        while let slot = slots[lastExecuted + 1], slot.committed, let cert = slot.committedCertificate {
+            execute(cert.prePrepare, &out)
+            progressed = true
+        }
+        if progressed {
+            lastProgressTick = now
+            if active {
+                viewChangeAttempts = 0
+                viewChangeDeadline = nil
+                armViewChangeTimerIfNeeded()
+            }
+            if isPrimary && active && !proposalsDeferred {
+                if nextSeq <= lastExecuted { nextSeq = lastExecuted + 1 }
+                tryPropose(&out)
+            }
+        }
+    }
+
+    mutating func execute(_ pp: PrePrepare, _ out: inout ReplicaOutput) {
+        let seq = pp.seq
+        for r in pp.requests {
+            var record = clients[r.client] ?? ClientRecord()
+            // Repeated or out-of-order timestamps are never executed: the client retransmits.
+            guard r.timestamp > record.lastTimestamp else { continue }
+            guard nextExecutable(r, after: record.lastTimestamp) else {
+                // A gap (only a faulty primary or a view change leaves one): let it be proposed again.
+                proposedTimestamps[r.client] = nil
+                continue
+            }
+            executedCount += 1
+            let ctx = ExecutionContext(client: r.client, timestamp: r.timestamp, seq: seq, index: executedCount)
+            let result = app.execute(r.operation, context: ctx)
+            record.lastTimestamp = r.timestamp
+            record.replies.append((r.timestamp, result))
+            if record.replies.count > config.replyCacheDepth { record.replies.removeFirst(record.replies.count - config.replyCacheDepth) }
+            clients[r.client] = record
+            pending.removeUpTo(client: r.client, timestamp: r.timestamp)
+            if let p = proposedTimestamps[r.client], p <= r.timestamp { proposedTimestamps[r.client] = nil }
+            out.deliveries.append(Delivery(index: executedCount, seq: seq, view: pp.view, client: r.client,
+                                           timestamp: r.timestamp, digest: r.digest, result: result))
+            let reply = Reply(view: view, timestamp: r.timestamp, client: r.client, replica: id, result: result)
+            send(.client(r.client), .reply(sign(reply)), &out)
+        }
+        lastExecuted = seq
+        if seq % config.checkpointInterval == 0 {
+            takeCheckpoint(seq, &out)
+        }
+    }
+
+    // MARK: - Checkpoints and garbage collection (§4.3)
+
+    /// The state a checkpoint certifies: delivery count, client table and application snapshot.
+    func checkpointState() -> [UInt8] {
+        var w = WireWriter(capacity: 256)
+        w.u64(executedCount)
+        let ids = clients.keys.sorted()
+        w.u32(UInt32(ids.count))
+        for c in ids {
+            let rec = clients[c]!
+            w.u32(c); w.u64(rec.lastTimestamp)
+            w.u32(UInt32(rec.replies.count))
+            for (t, res) in rec.replies { w.u64(t); w.blob(res) }
+        }
+        w.blob(app.snapshot())
+        return w.bytes
+    }
+
+    mutating func restoreCheckpointState(_ bytes: [UInt8]) throws {
+        var r = WireReader(bytes)
+        let count = try r.u64()
+        let n = try r.count(field: "clients", limit: max(config.clientCount, 0), minElementBytes: 16)
+        var table: [ClientID: ClientRecord] = [:]
+        for _ in 0..<n {
+            let c = try r.u32()
+            var rec = ClientRecord()
+            rec.lastTimestamp = try r.u64()
+            let k = try r.count(field: "replies", limit: config.replyCacheDepth, minElementBytes: 12)
+            for _ in 0..<k { rec.replies.append((try r.u64(), try r.blob(field: "result", limit: config.limits.maxResultBytes))) }
+            table[c] = rec
+        }
+        let snapshot = try r.blob(field: "snapshot", limit: config.limits.maxStateBytes)
+        try r.finish()
+        try app.restore(from: snapshot)
+        executedCount = count
+        clients = table
+    }
+
+    mutating func takeCheckpoint(_ seq: SeqNum, _ out: inout ReplicaOutput) {
+        let state = checkpointState()
+        let digest = SHA256.hash(state)
+        ownCheckpoints[seq] = (digest, state)
+        let cp = sign(Checkpoint(seq: seq, digest: digest, replica: id))
+        checkpointVotes[seq, default: [:]][id] = cp
+        send(.allReplicas, .checkpoint(cp), &out)
+        checkStable(seq, &out)
+    }
+
+    mutating func onCheckpoint(_ cp: Checkpoint, _ out: inout ReplicaOutput) {
+        guard cp.seq > stableSeq, cp.seq % config.checkpointInterval == 0 else { return }
+        guard cp.seq <= highWatermark + config.watermarkWindow else {
+            return drop(.checkpoint, .replica(cp.replica), "outside_watermarks", &out)
+        }
+        checkpointVotes[cp.seq, default: [:]][cp.replica] = cp
+        checkStable(cp.seq, &out)
+    }
+
+    /// A checkpoint is stable once 2f+1 replicas signed the same digest for it.
+    mutating func checkStable(_ seq: SeqNum, _ out: inout ReplicaOutput) {
+        guard seq > stableSeq, let votes = checkpointVotes[seq] else { return }
+        var byDigest: [Digest: [Checkpoint]] = [:]
+        for cp in votes.values { byDigest[cp.digest, default: []].append(cp) }
+        guard let (digest, proofVotes) = byDigest.first(where: { $0.value.count >= config.quorum }) else { return }
+        let proof = Array(proofVotes.sorted { $0.replica < $1.replica }.prefix(config.quorum))
+        var state: [UInt8]? = nil
+        if let own = ownCheckpoints[seq] {
+            if own.digest == digest {
+                state = own.state
+            } else {
+                out.events.append(.checkpointMismatch(seq: seq))
+            }
+        }
+        makeStable(seq: seq, digest: digest, proof: proof, state: state, &out)
+        if state == nil { requestFetch(from: proof.first { $0.replica != id }?.replica, &out) }
+    }
+
+    /// Moves the low watermark to `seq` and discards everything at or below it.
+    mutating func makeStable(seq: SeqNum, digest: Digest, proof: [Checkpoint], state: [UInt8]?, _ out: inout ReplicaOutput) {
+        guard seq > stableSeq else { return }
+        stableSeq = seq
+        stableDigest = digest
+        stableProof = proof
+        stableState = state
+        slots = slots.filter { $0.key > seq }
+        checkpointVotes = checkpointVotes.filter { $0.key > seq }
+        ownCheckpoints = ownCheckpoints.filter { $0.key > seq }
+        if nextSeq <= seq { nextSeq = seq + 1 }
+        out.events.append(.checkpointStable(seq: seq, digest: digest))
+    }
+
+    // MARK: - Catch-up and state transfer
+
+    mutating func requestFetch(from peer: ReplicaID?, _ out: inout ReplicaOutput) {
+        if let last = lastFetchSent, now < last + config.fetchCooldownTicks { return }
+        lastFetchSent = now
+        let fetch = sign(Fetch(view: view, lastExecuted: lastExecuted, replica: id))
+        if let peer, peer != id {
+            send(.replica(peer), .fetch(fetch), &out)
+        } else {
+            send(.allReplicas, .fetch(fetch), &out)
+        }
+    }
+
+    mutating func onStatus(_ s: Status, _ out: inout ReplicaOutput) {
+        guard s.replica != id else { return }
+        let stalled = now >= lastProgressTick + config.retransmitTicks
+        if (s.lastExecuted > lastExecuted && stalled) || s.stableSeq > lastExecuted || s.view > view {
+            requestFetch(from: s.replica, &out)
+        }
+    }
+
+    mutating func onFetch(_ fetch: Fetch, _ out: inout ReplicaOutput) {
+        let peer = fetch.replica
+        guard peer != id else { return }
+        if let last = lastFetchAnswered[peer], now < last + config.fetchCooldownTicks / 2 {
+            return drop(.fetch, .replica(peer), "fetch_rate_limited", &out)
+        }
+        lastFetchAnswered[peer] = now
+        var from = fetch.lastExecuted
+        if fetch.lastExecuted < stableSeq, let state = stableState {
+            let st = sign(StateTransfer(seq: stableSeq, proof: stableProof, state: state, replica: id))
+            send(.replica(peer), .stateTransfer(st), &out)
+            from = stableSeq
+        }
+        var entries: [CommittedCertificate] = []
+        var s = from + 1
+        while s <= lastExecuted && entries.count < config.limits.maxCatchUpEntries,
+              let cert = slots[s]?.committedCertificate {
+            entries.append(cert)
+            s += 1
+        }
+        let nv = (fetch.view < view && active) ? lastNewView : nil
+        if !entries.isEmpty || nv != nil {
+            send(.replica(peer), .catchUp(sign(CatchUp(entries: entries, newView: nv, replica: id))), &out)
+        }
+    }
+
+    func validCheckpointProof(seq: SeqNum, digest: Digest, proof: [Checkpoint]) -> Bool {
+        var seen = Set<ReplicaID>()
+        for cp in proof {
+            guard cp.seq == seq, cp.digest == digest, cp.replica >= 0, cp.replica < config.n else { return false }
+            seen.insert(cp.replica)
+        }
+        return seen.count >= config.quorum
+    }
+
+    mutating func onStateTransfer(_ st: StateTransfer, _ out: inout ReplicaOutput) {
+        let from = Principal.replica(st.replica)
+        guard st.seq > lastExecuted else { return }
+        guard let digest = st.proof.first?.digest,
+              validCheckpointProof(seq: st.seq, digest: digest, proof: st.proof) else {
+            return drop(.stateTransfer, from, "invalid_checkpoint_proof", &out)
+        }
+        guard SHA256.hash(st.state) == digest else { return drop(.stateTransfer, from, "state_digest_mismatch", &out) }
+        do {
+            try restoreCheckpointState(st.state)
+        } catch {
+            return drop(.stateTransfer, from, "undecodable_state", &out)
+        }
+        lastExecuted = st.seq
+        lastProgressTick = now
+        for (c, rec) in clients { pending.removeUpTo(client: c, timestamp: rec.lastTimestamp) }
+        proposedTimestamps = [:]
+        slots = slots.filter { $0.key > st.seq }
+        if st.seq > stableSeq {
+            makeStable(seq: st.seq, digest: digest, proof: st.proof, state: st.state, &out)
+        } else if st.seq == stableSeq {
+            stableState = st.state
+        }
+        out.events.append(.stateTransferred(seq: st.seq))
+        executeReady(&out)
+        armViewChangeTimerIfNeeded()
+    }
+
+    func validCommittedCertificate(_ cert: CommittedCertificate) -> Bool {
+        let pp = cert.prePrepare
+        guard pp.replica == config.primary(of: pp.view), batchIsWellFormed(pp.requests) else { return false }
+        let d = pp.digest
+        var seen = Set<ReplicaID>()
+        for c in cert.commits {
+            guard c.view == pp.view, c.seq == pp.seq, c.digest == d else { return false }
+            seen.insert(c.replica)
+        }
+        return seen.count >= config.quorum
+    }
+
+    mutating func onCatchUp(_ cu: CatchUp, _ out: inout ReplicaOutput) {
+        if let nv = cu.newView, nv.view > view || (nv.view == view && !active) {
+            onNewView(nv, &out)
+        }
+        for cert in cu.entries.sorted(by: { $0.prePrepare.seq < $1.prePrepare.seq }) {
+            let seq = cert.prePrepare.seq
+            guard seq > lastExecuted else { continue }
+            guard inWindow(seq) else { break }
+            guard validCommittedCertificate(cert) else {
+                return drop(.catchUp, .replica(cu.replica), "invalid_committed_certificate", &out)
+            }
+            var slot = slots[seq] ?? Slot()
+            if let mine = slot.committedCertificate, mine.prePrepare.digest != cert.prePrepare.digest {
+                // Two committed certificates for one sequence number cannot both be valid with
+                // at most f faulty replicas; keep ours and refuse the other.
+                return drop(.catchUp, .replica(cu.replica), "conflicting_committed_certificate", &out)
+            }
+            slot.committed = true
+            slot.committedCertificate = cert
+            slots[seq] = slot
+        }
+        executeReady(&out)
+    }
+
+    // MARK: - Retransmission
+
+    mutating func retransmit(_ out: inout ReplicaOutput) {
+        if !active {
+            if let mine = viewChanges[id], mine.newView == view { send(.allReplicas, .viewChange(mine), &out) }
+            return
+        }
+        let stuck = slots.keys.filter { $0 > lastExecuted }.sorted()
+        for seq in stuck {
+            guard let slot = slots[seq], !slot.committed else { continue }
+            if let pp = slot.prePrepare, pp.replica == id { send(.allReplicas, .prePrepare(pp), &out) }
+            if let p = slot.prepares[id], p.view == view { send(.allReplicas, .prepare(p), &out) }
+            if let c = slot.commits[id], c.view == view { send(.allReplicas, .commit(c), &out) }
+        }
+        // A committed slot still needs others' progress when our own commit was lost.
+        if let latest = ownCheckpoints.keys.max(), let cp = checkpointVotes[latest]?[id] {
+            send(.allReplicas, .checkpoint(cp), &out)
+        }
+        if hasOrderablePending() && isPrimary { tryPropose(&out) }
+    }
+
+    // MARK: - View change (§4.4)
+
+    mutating func startViewChange(to newView: ViewNum, _ out: inout ReplicaOutput) {
+        guard newView > view || (newView == view && active) else { return }
+        view = newView
+        active = false
+        var certs: [PreparedCertificate] = []
+        for seq in slots.keys.sorted() where seq > stableSeq {
+            if let cert = slots[seq]?.preparedCertificate { certs.append(cert) }
+        }
+        let vc = sign(ViewChange(newView: newView, stableSeq: stableSeq, stableDigest: stableDigest,
+                                 checkpointProof: stableProof, prepared: certs, replica: id))
+        viewChanges = viewChanges.filter { $0.value.newView > newView }
+        viewChanges[id] = vc
+        send(.allReplicas, .viewChange(vc), &out)
+        viewChangeDeadline = nil
+        viewChangeAttempts += 1
+        out.events.append(.viewChangeStarted(view: newView))
+        armNewViewTimerIfNeeded()
+        tryBuildNewView(&out)
+    }
+
+    /// §4.5.2: the timer for the next view starts only once 2f+1 replicas are changing to this
+    /// one, so a replica cut off alone does not run ahead through views nobody else joins.
+    mutating func armNewViewTimerIfNeeded() {
+        guard !active, viewChangeDeadline == nil else { return }
+        let joined = viewChanges.values.filter { $0.newView == view }.count
+        if joined >= config.quorum { viewChangeDeadline = now + viewChangeTimeout() }
+    }
+
+    /// Semantic checks of a VIEW-CHANGE whose signatures were verified at the edge.
+    func validViewChange(_ vc: ViewChange) -> Bool {
+        if vc.stableSeq == 0 {
+            guard vc.checkpointProof.isEmpty else { return false }
+        } else {
+            guard vc.stableSeq % config.checkpointInterval == 0,
+                  validCheckpointProof(seq: vc.stableSeq, digest: vc.stableDigest, proof: vc.checkpointProof) else { return false }
+        }
+        guard vc.prepared.count <= Int(config.watermarkWindow) else { return false }
+        var seqs = Set<SeqNum>()
+        for cert in vc.prepared {
+            let pp = cert.prePrepare
+            guard seqs.insert(pp.seq).inserted,
+                  pp.seq > vc.stableSeq, pp.seq <= vc.stableSeq + config.watermarkWindow,
+                  pp.view < vc.newView, pp.replica == config.primary(of: pp.view),
+                  pp.requests.count <= config.maxBatchRequests, batchIsWellFormed(pp.requests) else { return false }
+            let d = pp.digest
+            var backups = Set<ReplicaID>()
+            for p in cert.prepares {
+                guard p.view == pp.view, p.seq == pp.seq, p.digest == d, p.replica != pp.replica else { return false }
+                backups.insert(p.replica)
+            }
+            guard backups.count >= 2 * f else { return false }
+        }
+        return true
+    }
+
+    mutating func onViewChange(_ vc: ViewChange, _ out: inout ReplicaOutput) {
+        let from = Principal.replica(vc.replica)
+        guard vc.replica != id else { return }
+        if active && vc.newView == view {
+            // The sender missed our NEW-VIEW: resend it if we made it.
+            if let nv = lastNewView, nv.view == view, nv.replica == id { send(.replica(vc.replica), .newView(nv), &out) }
+            return
+        }
+        guard vc.newView > view || (vc.newView == view && !active) else { return drop(.viewChange, from, "stale_view", &out) }
+        guard validViewChange(vc) else { return drop(.viewChange, from, "invalid_view_change", &out) }
+        if let existing = viewChanges[vc.replica], existing.newView >= vc.newView { return }
+        viewChanges[vc.replica] = vc
+        armNewViewTimerIfNeeded()
+
+        // Liveness (§4.5.2): f+1 replicas ahead of us means a view change is under way without us.
+        let ahead = viewChanges.values.filter { $0.newView > view || ($0.newView == view && active) }
+        if ahead.count >= f + 1 {
+            let target = ahead.map(\.newView).sorted()[ahead.count - (f + 1)]
+            if target > view || (target == view && active) {
+                startViewChange(to: target, &out)
+                return
+            }
+        }
+        tryBuildNewView(&out)
+    }
+
+    /// New primary: with 2f+1 view changes for `view`, multicast NEW-VIEW and enter the view.
+    mutating func tryBuildNewView(_ out: inout ReplicaOutput) {
+        guard !active, config.primary(of: view) == id else { return }
+        let vcs = viewChanges.values.filter { $0.newView == view }.sorted { $0.replica < $1.replica }
+        guard vcs.count >= config.quorum else { return }
+        let chosen = Array(vcs.prefix(config.quorum))
+        let proposals = Replica.reproposals(view: view, viewChanges: chosen, config: config).map { sign($0) }
+        let nv = sign(NewView(view: view, viewChanges: chosen, prePrepares: proposals, replica: id))
+        send(.allReplicas, .newView(nv), &out)
+        installNewView(nv, &out)
+    }
+
+    /// The set O of §4.4, computed identically by the new primary and by every backup that checks
+    /// a NEW-VIEW: for every sequence number between the highest stable checkpoint min-s and the
+    /// highest prepared max-s, re-propose the batch prepared in the highest view, or a null batch.
+    public static func reproposals(view: ViewNum, viewChanges: [ViewChange], config: ProtocolConfig) -> [PrePrepare] {
+        let minS = viewChanges.map(\.stableSeq).max() ?? 0
+        var best: [SeqNum: PrePrepare] = [:]
+        for vc in viewChanges {
+            for cert in vc.prepared where cert.prePrepare.seq > minS {
+                let pp = cert.prePrepare
+                if let cur = best[pp.seq], cur.view >= pp.view { continue }
+                best[pp.seq] = pp
+            }
+        }
+        let maxS = best.keys.max() ?? minS
+        guard maxS > minS else { return [] }
+        return (minS + 1...maxS).map { seq in
+            PrePrepare(view: view, seq: seq, replica: config.primary(of: view), requests: best[seq]?.requests ?? [])
+        }
+    }
+
+    mutating func onNewView(_ nv: NewView, _ out: inout ReplicaOutput) {
+        let from = Principal.replica(nv.replica)
+        guard nv.view > view || (nv.view == view && !active) else { return drop(.newView, from, "stale_view", &out) }
+        guard nv.replica == config.primary(of: nv.view), nv.replica != id else { return drop(.newView, from, "new_view_not_from_primary", &out) }
+        var senders = Set<ReplicaID>()
+        for vc in nv.viewChanges {
+            guard vc.newView == nv.view, validViewChange(vc), senders.insert(vc.replica).inserted else {
+                return drop(.newView, from, "invalid_view_change_in_new_view", &out)
+            }
+        }
+        guard senders.count >= config.quorum else { return drop(.newView, from, "too_few_view_changes", &out) }
+        let expected = Replica.reproposals(view: nv.view, viewChanges: nv.viewChanges, config: config)
+        let matches = expected.count == nv.prePrepares.count && zip(expected, nv.prePrepares).allSatisfy { e, got in
+            got.view == nv.view && got.seq == e.seq && got.replica == nv.replica && got.digest == e.digest
+        }
+        guard matches else { return drop(.newView, from, "reproposals_do_not_follow", &out) }
+        view = nv.view
+        installNewView(nv, &out)
+    }
+
+    mutating func installNewView(_ nv: NewView, _ out: inout ReplicaOutput) {
+        active = true
+        lastNewView = nv
+        viewChangeDeadline = nil
+        viewChanges = viewChanges.filter { $0.value.newView > nv.view }
+        out.events.append(.newViewInstalled(view: nv.view))
+
+        // Adopt the highest stable checkpoint among the view changes.
+        if let top = nv.viewChanges.max(by: { $0.stableSeq < $1.stableSeq }), top.stableSeq > stableSeq {
+            let state = ownCheckpoints[top.stableSeq].flatMap { $0.digest == top.stableDigest ? $0.state : nil }
+            makeStable(seq: top.stableSeq, digest: top.stableDigest, proof: top.checkpointProof, state: state, &out)
+        }
+        for seq in slots.keys { slots[seq]!.resetForNewView() }
+        var maxS = stableSeq
+        for pp in nv.prePrepares where pp.seq > stableSeq {
+            acceptPrePrepare(pp, &out)
+            maxS = max(maxS, pp.seq)
+        }
+        nextSeq = max(maxS, lastExecuted) + 1
+        proposedTimestamps = [:]
+        for seq in slots.keys.sorted() where seq > lastExecuted {
+            for r in slots[seq]?.prePrepare?.requests ?? [] {
+                proposedTimestamps[r.client] = max(proposedTimestamps[r.client] ?? 0, r.timestamp)
+            }
+        }
+        if lastExecuted < stableSeq { requestFetch(from: nil, &out) }
+        executeReady(&out)
+        armViewChangeTimerIfNeeded()
+        if isPrimary { tryPropose(&out) }
+    }
+}

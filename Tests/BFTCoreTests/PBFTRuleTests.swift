@@ -1,0 +1,339 @@
+import BFTCore
+import BFTCrypto
+import Testing
+
+/// One test per rule of Castro & Liskov, OSDI'99 §4 (and the TOCS'02 paper where noted).
+@Suite("PBFT rules")
+struct PBFTRuleTests {
+
+    // MARK: §4.1 Client
+
+    @Test("§4.1 a request is executed once and every replica replies; the client needs f+1 matching replies")
+    func normalCaseDeliversAndClientAcceptsFPlusOne() {
+        let c = TestCluster()
+        let r = c.request(client: 0, timestamp: 1, sessionStart: true, op: "SET a 1")
+        c.submit(r)
+        c.run()
+        for i in 0..<4 { #expect(c.delivered(i) == [r.digest]) }
+        #expect(c.replies.count == 4)
+
+        var client = ClientCore(id: 1, config: c.config, signer: c.signer(.client(1)), initialTimestamp: 10)
+        let (t, out) = client.submit(Array("x".utf8))
+        #expect(out.broadcasts.count == 1)
+        let reply0 = c.sign(Reply(view: 0, timestamp: t, client: 1, replica: 0, result: [1]), as: .replica(0))
+        #expect(client.onReply(reply0).completions.isEmpty)  // f = 1 reply is not enough
+        let bogus = c.sign(Reply(view: 0, timestamp: t, client: 1, replica: 1, result: [2]), as: .replica(1))
+        #expect(client.onReply(bogus).completions.isEmpty)   // a different result does not match
+        let reply2 = c.sign(Reply(view: 0, timestamp: t, client: 1, replica: 2, result: [1]), as: .replica(2))
+        let done = client.onReply(reply2).completions
+        #expect(done.count == 1 && done.first?.result == [1])
+    }
+
+    @Test("§4.1 a retransmitted request gets the cached reply and is never executed twice")
+    func retransmissionGetsCachedReply() {
+        let c = TestCluster()
+        let r = c.request(client: 0, timestamp: 1, sessionStart: true, op: "op")
+        c.submit(r); c.run()
+        c.replies.removeAll()
+        c.submit(r); c.run()
+        for i in 0..<4 { #expect(c.deliveries[i].count == 1) }
+        #expect(c.replies.count == 4)
+        #expect(c.replies.allSatisfy { $0.reply.timestamp == 1 })
+    }
+
+    @Test("§4.1 with several outstanding, a client's requests are delivered in timestamp order even when they arrive reordered")
+    func perClientTimestampOrder() {
+        let c = TestCluster()
+        let r1 = c.request(client: 0, timestamp: 100, sessionStart: true, op: "a")
+        let r2 = c.request(client: 0, timestamp: 101, op: "b")
+        let r3 = c.request(client: 0, timestamp: 102, op: "c")
+        c.submit(r3); c.submit(r2); c.run()
+        for i in 0..<4 { #expect(c.deliveries[i].isEmpty) }  // 101 and 102 wait for the session start
+        c.submit(r1); c.run()
+        for i in 0..<4 { #expect(c.deliveries[i].map(\.timestamp) == [100, 101, 102]) }
+    }
+
+    @Test("§4.1 a request from an unconfigured client or with a bad signature is refused at the edge")
+    func unknownClientAndForgedRequestRefused() {
+        let c = TestCluster()
+        var forged = c.request(client: 0, timestamp: 1, sessionStart: true, op: "a")
+        forged.operation = Array("b".utf8)  // signature no longer covers the fields
+        if case .success = c.verifiers[0].verify(.request(forged)) { Issue.record("forged request accepted") }
+        let stranger = Request(client: 7, timestamp: 1, sessionStart: true, operation: [1])
+            .signed(with: c.signer(.client(0)), clusterID: c.config.clusterID)
+        if case .failure(.unknownPrincipal) = c.verifiers[0].verify(.request(stranger)) {} else { Issue.record("unknown client accepted") }
+    }
+
+    // MARK: §4.2 Normal-case operation
+
+    @Test("§4.2 a pre-prepare not sent by the primary of its view is dropped")
+    func prePrepareFromNonPrimaryDropped() {
+        let c = TestCluster()
+        let r = c.request(client: 0, timestamp: 1, sessionStart: true, op: "a")
+        let pp = c.sign(PrePrepare(view: 0, seq: 1, replica: 1, requests: [r]), as: .replica(1))
+        c.inject(.prePrepare(pp), from: .replica(1), to: 2)
+        c.run()
+        #expect(c.drops(2, reason: "pre_prepare_not_from_primary") == 1)
+        #expect(c.deliveries[2].isEmpty)
+    }
+
+    @Test("§4.2 a pre-prepare outside the watermarks (h, h+L] is dropped")
+    func prePrepareOutsideWatermarksDropped() {
+        let c = TestCluster()
+        let pp = c.sign(PrePrepare(view: 0, seq: c.config.watermarkWindow + 1, replica: 0, requests: []), as: .replica(0))
+        c.inject(.prePrepare(pp), from: .replica(0), to: 1)
+        let zero = c.sign(PrePrepare(view: 0, seq: 0, replica: 0, requests: []), as: .replica(0))
+        c.inject(.prePrepare(zero), from: .replica(0), to: 1)
+        c.run()
+        #expect(c.drops(1, reason: "outside_watermarks") == 2)
+    }
+
+    @Test("§4.2 a backup accepts one pre-prepare per view and sequence; a conflicting one is kept as equivocation proof")
+    func equivocatingPrePrepareRecorded() {
+        let c = TestCluster()
+        let a = c.request(client: 0, timestamp: 1, sessionStart: true, op: "a")
+        let b = c.request(client: 1, timestamp: 1, sessionStart: true, op: "b")
+        let pp1 = c.sign(PrePrepare(view: 0, seq: 1, replica: 0, requests: [a]), as: .replica(0))
+        let pp2 = c.sign(PrePrepare(view: 0, seq: 1, replica: 0, requests: [b]), as: .replica(0))
+        c.inject(.prePrepare(pp1), from: .replica(0), to: 1)
+        c.inject(.prePrepare(pp2), from: .replica(0), to: 1)
+        c.run()
+        #expect(c.replicas[1].equivocationProofs.count == 1)
+        #expect(c.replicas[1].equivocationProofs.first?.replica == 0)
+        #expect(c.drops(1, reason: "equivocation") >= 1)
+        // Only the first was prepared by replica 1: all deliveries (if any) are `a`.
+        for i in 0..<4 { #expect(c.deliveries[i].allSatisfy { $0.digest == a.digest }) }
+    }
+
+    @Test("§4.2 messages of a stale or a future view are dropped")
+    func staleAndFutureViewDropped() {
+        let c = TestCluster()
+        let d = SHA256.hash([1])
+        c.inject(.prepare(c.sign(Prepare(view: 3, seq: 1, digest: d, replica: 2), as: .replica(2))), from: .replica(2), to: 1)
+        c.inject(.commit(c.sign(Commit(view: 5, seq: 1, digest: d, replica: 2), as: .replica(2))), from: .replica(2), to: 1)
+        c.run()
+        #expect(c.drops(1, reason: "future_view") == 2)
+    }
+
+    @Test("§4.2 the primary does not send prepares; a prepare claiming to be from the primary is dropped")
+    func prepareFromPrimaryDropped() {
+        let c = TestCluster()
+        let p = c.sign(Prepare(view: 0, seq: 1, digest: SHA256.hash([1]), replica: 0), as: .replica(0))
+        c.inject(.prepare(p), from: .replica(0), to: 1)
+        c.run()
+        #expect(c.drops(1, reason: "prepare_from_primary") == 1)
+    }
+
+    @Test("§4.2 a signature that does not cover every field is refused (changing the sequence number breaks it)")
+    func signatureCoversEveryField() {
+        let c = TestCluster()
+        var p = c.sign(Prepare(view: 0, seq: 1, digest: SHA256.hash([1]), replica: 2), as: .replica(2))
+        p.seq = 2
+        if case .failure(.badSignature(.prepare)) = c.verifiers[1].verify(.prepare(p)) {} else { Issue.record("tampered prepare accepted") }
+        // A request altered inside a pre-prepare is caught as a bad nested signature.
+        var r = c.request(client: 0, timestamp: 1, sessionStart: true, op: "a")
+        r.timestamp = 2
+        let pp = c.sign(PrePrepare(view: 0, seq: 1, replica: 0, requests: [r]), as: .replica(0))
+        if case .failure(.badNestedSignature(.prePrepare)) = c.verifiers[1].verify(.prePrepare(pp)) {} else { Issue.record("forged request accepted") }
+    }
+
+    @Test("§4.2 a message signed for another cluster is refused")
+    func crossClusterReplayRefused() {
+        let c = TestCluster()
+        let p = Prepare(view: 0, seq: 1, digest: SHA256.hash([1]), replica: 2).signed(with: c.signer(.replica(2)), clusterID: 12345)
+        if case .failure = c.verifiers[1].verify(.prepare(p)) {} else { Issue.record("foreign cluster message accepted") }
+    }
+
+    @Test("§4.2 a batch with a request twice is refused as malformed")
+    func duplicateRequestInBatchRefused() {
+        let c = TestCluster()
+        let a = c.request(client: 0, timestamp: 1, sessionStart: true, op: "a")
+        let pp = c.sign(PrePrepare(view: 0, seq: 1, replica: 0, requests: [a, a]), as: .replica(0))
+        c.inject(.prePrepare(pp), from: .replica(0), to: 1)
+        c.run()
+        #expect(c.drops(1, reason: "malformed_batch") == 1)
+    }
+
+    @Test("§4.2 requests are batched and pipelined: several sequence numbers in flight, executed in order")
+    func batchingAndPipelining() {
+        let c = TestCluster(clients: 4) { $0.maxInFlightBatches = 2; $0.maxBatchRequests = 3 }
+        var all: [Request] = []
+        for client in 0..<4 {
+            for t in 1...3 { all.append(c.request(client: ClientID(client), timestamp: UInt64(t), sessionStart: t == 1, op: "\(client)-\(t)")) }
+        }
+        // Hold the primary's first proposals so requests pile up, then release.
+        for r in all { c.submit(r) }
+        c.run()
+        for i in 0..<4 {
+            #expect(c.deliveries[i].count == 12)
+            #expect(c.delivered(i) == c.delivered(0))
+            let seqs = c.deliveries[i].map(\.seq)
+            #expect(seqs == seqs.sorted())
+        }
+        #expect(c.deliveries[0].map(\.seq).max()! < 12)  // batched: fewer sequence numbers than requests
+    }
+
+    // MARK: §4.3 Garbage collection
+
+    @Test("§4.3 a checkpoint becomes stable with 2f+1 matching CHECKPOINTs; the log below it is discarded and the watermarks move")
+    func checkpointStableMovesWatermarks() {
+        let c = TestCluster()
+        for t in 1...6 { c.submit(c.request(client: 0, timestamp: UInt64(t), sessionStart: t == 1, op: "\(t)")); c.run() }
+        for i in 0..<4 {
+            #expect(c.replicas[i].stableSeq == 4)
+            #expect(c.events[i].contains { if case .checkpointStable(4, _) = $0 { return true }; return false })
+        }
+        let digests = Set(c.replicas.map(\.stableDigest))
+        #expect(digests.count == 1)
+        // A pre-prepare at or below the new low watermark is now outside the window.
+        let old = c.sign(PrePrepare(view: 0, seq: 3, replica: 0, requests: []), as: .replica(0))
+        c.inject(.prePrepare(old), from: .replica(0), to: 1)
+        c.run()
+        #expect(c.drops(1, reason: "outside_watermarks") == 1)
+    }
+
+    @Test("§4.3 state transfer: a replica cut off past a stable checkpoint fetches the state with its proof and catches up")
+    func stateTransferCatchesUp() {
+        let c = TestCluster()
+        c.down = [3]
+        for t in 1...10 { c.submit(c.request(client: 0, timestamp: UInt64(t), sessionStart: t == 1, op: "\(t)")); c.run() }
+        #expect(c.replicas[0].stableSeq >= 8)
+        c.down = []
+        c.tick(30)
+        #expect(c.events[3].contains { if case .stateTransferred = $0 { return true }; return false })
+        #expect(c.replicas[3].lastExecuted == c.replicas[0].lastExecuted)
+        #expect(c.replicas[3].executedCount == 10)
+        #expect(c.replicas[3].stableDigest == c.replicas[0].stableDigest)
+    }
+
+    @Test("§4.3 a state transfer whose state does not match its proof's digest is refused")
+    func stateTransferWithWrongDigestRefused() {
+        let c = TestCluster()
+        c.down = [3]
+        for t in 1...5 { c.submit(c.request(client: 0, timestamp: UInt64(t), sessionStart: t == 1, op: "\(t)")); c.run() }
+        c.down = []
+        let good = c.replicas[0]
+        let proof = (0..<3).map { c.sign(Checkpoint(seq: 4, digest: good.stableDigest, replica: $0), as: .replica($0)) }
+        let st = c.sign(StateTransfer(seq: 4, proof: proof, state: [1, 2, 3], replica: 0), as: .replica(0))
+        c.inject(.stateTransfer(st), from: .replica(0), to: 3)
+        let weak = c.sign(StateTransfer(seq: 4, proof: Array(proof.prefix(2)), state: [1], replica: 0), as: .replica(0))
+        c.inject(.stateTransfer(weak), from: .replica(0), to: 3)
+        c.run()
+        #expect(c.drops(3, reason: "state_digest_mismatch") == 1)
+        #expect(c.drops(3, reason: "invalid_checkpoint_proof") == 1)
+        #expect(c.replicas[3].lastExecuted == 0)
+    }
+
+    // MARK: §4.4 View changes
+
+    @Test("§4.4 a silent primary is replaced: backups time out, change view, and the new primary orders the request")
+    func silentPrimaryReplaced() {
+        let c = TestCluster()
+        c.down = [0]
+        let r = c.request(client: 0, timestamp: 1, sessionStart: true, op: "a")
+        c.submit(r)
+        c.tick(80)
+        for i in 1..<4 {
+            #expect(c.replicas[i].view >= 1)
+            #expect(c.replicas[i].active)
+            #expect(c.delivered(i) == [r.digest])
+        }
+    }
+
+    @Test("§4.4 requests prepared in the old view survive the view change (re-proposed in NEW-VIEW)")
+    func preparedRequestSurvivesViewChange() {
+        let c = TestCluster()
+        let r = c.request(client: 0, timestamp: 1, sessionStart: true, op: "a")
+        // Commits are lost: the request prepares everywhere but commits nowhere.
+        c.filter = { _, _, m in if case .commit = m { return false }; return true }
+        c.submit(r); c.run()
+        for i in 0..<4 { #expect(c.deliveries[i].isEmpty) }
+        // View-0 commits stay lost and the primary falls silent.
+        c.filter = { from, _, m in
+            if case .commit(let cm) = m, cm.view == 0 { return false }
+            return from != .replica(0)
+        }
+        c.down = [0]
+        c.tick(80)
+        for i in 1..<4 { #expect(c.delivered(i) == [r.digest]) }
+        let nv = c.replicas[1].lastNewView
+        #expect(nv?.prePrepares.first?.digest == PrePrepare.batchDigest([r]))
+    }
+
+    @Test("§4.4 a NEW-VIEW with fewer than 2f+1 view changes is refused")
+    func newViewWithTooFewViewChangesRefused() {
+        let c = TestCluster()
+        let vc = c.sign(ViewChange(newView: 1, stableSeq: 0, stableDigest: .zero, checkpointProof: [], prepared: [], replica: 1), as: .replica(1))
+        let nv = c.sign(NewView(view: 1, viewChanges: [vc], prePrepares: [], replica: 1), as: .replica(1))
+        c.inject(.newView(nv), from: .replica(1), to: 2)
+        c.run()
+        #expect(c.drops(2, reason: "too_few_view_changes") == 1)
+        #expect(c.replicas[2].view == 0)
+    }
+
+    @Test("§4.4 a NEW-VIEW whose re-proposals do not follow from its view changes is refused")
+    func newViewWithWrongReproposalsRefused() {
+        let c = TestCluster()
+        let vcs = (0..<3).map { c.sign(ViewChange(newView: 1, stableSeq: 0, stableDigest: .zero, checkpointProof: [], prepared: [], replica: $0), as: .replica($0)) }
+        let r = c.request(client: 0, timestamp: 1, sessionStart: true, op: "sneaky")
+        let pp = c.sign(PrePrepare(view: 1, seq: 1, replica: 1, requests: [r]), as: .replica(1))
+        let nv = c.sign(NewView(view: 1, viewChanges: vcs, prePrepares: [pp], replica: 1), as: .replica(1))
+        c.inject(.newView(nv), from: .replica(1), to: 2)
+        c.run()
+        #expect(c.drops(2, reason: "reproposals_do_not_follow") == 1)
+        #expect(c.replicas[2].view == 0)
+    }
+
+    @Test("§4.4 a VIEW-CHANGE with a forged (incomplete) prepared certificate or an unproven checkpoint is refused")
+    func viewChangeWithForgedCertificateRefused() {
+        let c = TestCluster()
+        let pp = c.sign(PrePrepare(view: 0, seq: 1, replica: 0, requests: []), as: .replica(0))
+        let onePrepare = c.sign(Prepare(view: 0, seq: 1, digest: pp.digest, replica: 3), as: .replica(3))
+        let vc = c.sign(ViewChange(newView: 1, stableSeq: 0, stableDigest: .zero, checkpointProof: [],
+                                   prepared: [PreparedCertificate(prePrepare: pp, prepares: [onePrepare])], replica: 3), as: .replica(3))
+        c.inject(.viewChange(vc), from: .replica(3), to: 1)
+        let unproven = c.sign(ViewChange(newView: 1, stableSeq: 4, stableDigest: SHA256.hash([9]), checkpointProof: [], prepared: [], replica: 2), as: .replica(2))
+        c.inject(.viewChange(unproven), from: .replica(2), to: 1)
+        c.run()
+        #expect(c.drops(1, reason: "invalid_view_change") == 2)
+    }
+
+    @Test("§4.4 NEW-VIEW fills gaps between min-s and max-s with null requests")
+    func reproposalsFillGapsWithNull() {
+        let c = TestCluster()
+        let r = c.request(client: 0, timestamp: 1, sessionStart: true, op: "a")
+        let pp = c.sign(PrePrepare(view: 0, seq: 3, replica: 0, requests: [r]), as: .replica(0))
+        let prepares = [1, 2].map { c.sign(Prepare(view: 0, seq: 3, digest: pp.digest, replica: $0), as: .replica($0)) }
+        let vc = ViewChange(newView: 1, stableSeq: 0, stableDigest: .zero, checkpointProof: [],
+                            prepared: [PreparedCertificate(prePrepare: pp, prepares: prepares)], replica: 2)
+        let o = Replica.reproposals(view: 1, viewChanges: [vc], config: c.config)
+        #expect(o.map(\.seq) == [1, 2, 3])
+        #expect(o[0].requests.isEmpty && o[1].requests.isEmpty)
+        #expect(o[2].requests == [r])
+    }
+
+    @Test("§4.5.2 a replica that sees f+1 view changes for higher views joins the smallest of them")
+    func joinsViewChangeOnFPlusOne() {
+        let c = TestCluster()
+        for i in [2, 3] {
+            let vc = c.sign(ViewChange(newView: 2, stableSeq: 0, stableDigest: .zero, checkpointProof: [], prepared: [], replica: i), as: .replica(i))
+            c.inject(.viewChange(vc), from: .replica(i), to: 1)
+        }
+        c.run(limit: 2)
+        #expect(c.replicas[1].view == 2)
+        #expect(!c.replicas[1].active)
+    }
+
+    // MARK: Catch-up
+
+    @Test("catch-up: a replica that missed commits fetches committed certificates and executes them")
+    func committedCertificatesCatchUp() {
+        let c = TestCluster()
+        c.down = [2]
+        c.submit(c.request(client: 0, timestamp: 1, sessionStart: true, op: "a")); c.run()
+        c.down = []
+        c.tick(30)
+        #expect(c.replicas[2].executedCount == 1)
+        #expect(c.delivered(2) == c.delivered(0))
+    }
+}

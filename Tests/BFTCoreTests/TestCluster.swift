@@ -1,0 +1,106 @@
+import BFTCore
+import BFTCrypto
+
+/// A synchronous in-memory cluster for rule-by-rule tests: messages are delivered in FIFO order
+/// through each receiver's verifier; a test can cut links, hold messages or inject its own.
+final class TestCluster {
+    let config: ProtocolConfig
+    let signatures: StandInSignatures
+    var replicas: [Replica]
+    let verifiers: [MessageVerifier]
+    let clientVerifier: MessageVerifier
+    var queue: [(from: Principal, to: Principal, message: Message)] = []
+    var deliveries: [[Delivery]]
+    var events: [[ReplicaEvent]]
+    var replies: [(replica: ReplicaID, reply: Reply)] = []
+    /// Links that drop everything: (from, to).
+    var cut: Set<[Int]> = []
+    /// Replicas that receive nothing and whose ticks are skipped.
+    var down: Set<ReplicaID> = []
+    /// Optional filter: return false to drop a message.
+    var filter: ((Principal, Principal, Message) -> Bool)?
+
+    init(n: Int = 4, clients: Int = 2, configure: (inout ProtocolConfig) -> Void = { _ in }) {
+        var cfg = ProtocolConfig(n: n, clusterID: 9, clientCount: clients)
+        cfg.checkpointInterval = 4
+        cfg.watermarkWindow = 8
+        cfg.viewChangeTimeoutTicks = 20
+        cfg.retransmitTicks = 10
+        cfg.statusIntervalTicks = 10
+        cfg.fetchCooldownTicks = 4
+        configure(&cfg)
+        config = cfg
+        let sigs = StandInSignatures(seed: 42, replicas: n, clients: clients)
+        signatures = sigs
+        replicas = (0..<n).map { Replica(id: $0, config: cfg, signer: sigs.signer(for: .replica($0)), application: HashChainApplication()) }
+        verifiers = (0..<n).map { _ in MessageVerifier(checker: sigs, clusterID: cfg.clusterID, replicaCount: n, clientCount: clients) }
+        clientVerifier = MessageVerifier(checker: sigs, clusterID: cfg.clusterID, replicaCount: n, clientCount: clients)
+        deliveries = Array(repeating: [], count: n)
+        events = Array(repeating: [], count: n)
+    }
+
+    func signer(_ p: Principal) -> any MessageSigner { signatures.signer(for: p) }
+
+    func request(client: ClientID, timestamp: UInt64, sessionStart: Bool = false, op: String) -> Request {
+        Request(client: client, timestamp: timestamp, sessionStart: sessionStart, operation: Array(op.utf8))
+            .signed(with: signer(.client(client)), clusterID: config.clusterID)
+    }
+
+    func sign<M: SignedMessage>(_ m: M, as p: Principal) -> M { m.signed(with: signer(p), clusterID: config.clusterID) }
+
+    func submit(_ r: Request, to targets: [ReplicaID]? = nil) {
+        for i in targets ?? Array(0..<config.n) { queue.append((.client(r.client), .replica(i), .request(r))) }
+    }
+
+    func inject(_ m: Message, from: Principal, to: ReplicaID) { queue.append((from, .replica(to), m)) }
+
+    func absorb(_ r: ReplicaID, _ out: ReplicaOutput) {
+        deliveries[r] += out.deliveries
+        events[r] += out.events
+        for o in out.messages {
+            switch o.destination {
+            case .replica(let to): queue.append((.replica(r), .replica(to), o.message))
+            case .allReplicas:
+                for to in 0..<config.n where to != r { queue.append((.replica(r), .replica(to), o.message)) }
+            case .client(let c): queue.append((.replica(r), .client(c), o.message))
+            }
+        }
+    }
+
+    /// Delivers queued messages until none are left (or `limit` deliveries).
+    @discardableResult
+    func run(limit: Int = 100_000) -> Int {
+        var n = 0
+        while !queue.isEmpty && n < limit {
+            let (from, to, m) = queue.removeFirst()
+            n += 1
+            if let filter, !filter(from, to, m) { continue }
+            if case .replica(let a) = from, case .replica(let b) = to, cut.contains([a, b]) { continue }
+            switch to {
+            case .replica(let r):
+                guard !down.contains(r) else { continue }
+                switch verifiers[r].verify(m) {
+                case .success(let v): absorb(r, replicas[r].step(v))
+                case .failure(let why): events[r].append(.dropped(kind: m.kind, from: m.signer, reason: why.reason))
+                }
+            case .client:
+                if case .reply(let reply) = m, case .success = clientVerifier.verify(m) { replies.append((reply.replica, reply)) }
+            }
+        }
+        return n
+    }
+
+    /// Advances every live replica by `ticks`, delivering messages after each tick.
+    func tick(_ ticks: Int) {
+        for _ in 0..<ticks {
+            for r in 0..<config.n where !down.contains(r) { absorb(r, replicas[r].tick()) }
+            run()
+        }
+    }
+
+    func drops(_ r: ReplicaID, reason: String) -> Int {
+        events[r].filter { if case .dropped(_, _, let why) = $0 { return why == reason }; return false }.count
+    }
+
+    func delivered(_ r: ReplicaID) -> [Digest] { deliveries[r].map(\.digest) }
+}
