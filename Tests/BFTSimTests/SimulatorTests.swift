@@ -1,0 +1,82 @@
+import BFTCore
+import BFTSim
+import Testing
+
+/// The simulator over many seeds: every seed runs a fault phase with up to f Byzantine replicas,
+/// heals, and checks agreement, total order, integrity, per-client order, validity and equal
+/// checkpoint digests. A failure names its seed and the command that replays it.
+@Suite("Simulator")
+struct SimulatorTests {
+    /// 520 seeds in 13 chunks so Swift Testing spreads them over the cores.
+    @Test("random seeds with faults and Byzantine replicas keep every PBFT property", arguments: 0..<13)
+    func seeds(chunk: Int) {
+        var messages: [String] = []
+        let (passed, failed) = SeedRunner.run(start: 10_000 + UInt64(chunk) * 40, count: 40) { messages.append($0) }
+        #expect(failed.isEmpty, "\(messages.joined(separator: "\n"))")
+        #expect(passed == 40)
+    }
+
+    @Test("the same seed replays the same trace")
+    func determinism() {
+        for seed in [UInt64(3), 77, 1234] {
+            let a = Simulation(scenario: .random(seed: seed)).run()
+            let b = Simulation(scenario: .random(seed: seed)).run()
+            #expect(a.traceHash == b.traceHash)
+            #expect(a.ticks == b.ticks && a.messages == b.messages && a.delivered == b.delivered)
+        }
+        let x = Simulation(scenario: .random(seed: 5)).run()
+        let y = Simulation(scenario: .random(seed: 6)).run()
+        #expect(x.traceHash != y.traceHash)
+    }
+
+    static func scenario(_ mode: ByzantineMode?, seed: UInt64 = 99, ed25519: Bool = false) -> Scenario {
+        var s = Scenario.random(seed: seed, useEd25519: ed25519)
+        s.n = 4
+        s.clients = 2
+        s.requestsPerClient = 12
+        s.clientWindow = 2
+        s.dropRate = 0
+        s.duplicateRate = 0
+        s.partitions = []
+        s.crashes = []
+        s.byzantine = mode.map { [(0, $0)] } ?? []
+        return s
+    }
+
+    @Test("§4.4 a silent primary provokes a view change and progress resumes under the new primary")
+    func silentPrimaryViewChange() {
+        let r = Simulation(scenario: Self.scenario(.silent)).run()
+        #expect(r.passed, "\(r.failures)")
+        #expect(r.viewChanges >= 3)  // at least the three correct replicas
+        #expect(r.delivered == 24)
+    }
+
+    @Test("§4.4 an equivocating primary provokes a view change and progress resumes")
+    func equivocatingPrimaryViewChange() {
+        let r = Simulation(scenario: Self.scenario(.equivocate)).run()
+        #expect(r.passed, "\(r.failures)")
+        #expect(r.viewChanges >= 3)
+        #expect(r.delivered == 24)
+    }
+
+    @Test("every Byzantine mode as primary keeps the properties", arguments: ByzantineMode.allCases)
+    func everyModeAsPrimary(_ mode: ByzantineMode) {
+        let r = Simulation(scenario: Self.scenario(mode, seed: 4242)).run()
+        #expect(r.passed, "\(mode): \(r.failures)")
+        #expect(r.delivered == 24)
+    }
+
+    @Test("real Ed25519 signatures work in the simulator")
+    func ed25519Seeds() {
+        for seed in [UInt64(11), 12] {
+            let r = Simulation(scenario: .random(seed: seed, useEd25519: true)).run()
+            #expect(r.passed, "seed \(seed): \(r.failures)")
+        }
+        let r = Simulation(scenario: Self.scenario(.badSignatures, ed25519: true)).run()
+        #expect(r.passed, "\(r.failures)")
+    }
+}
+
+extension ByzantineMode: CustomTestStringConvertible {
+    public var testDescription: String { rawValue }
+}
