@@ -47,25 +47,28 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "bft-node", dependencies: [
-            "BFTNode", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "BFTNode", "BFTCore", "BFTCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "bft-client", dependencies: [
-            "BFTNode", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "BFTNode", "BFTCore", "BFTCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "bft-keygen", dependencies: [
-            "BFTNode", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "BFTNode", "BFTCore", "BFTCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "bft-cluster", dependencies: [
-            "BFTNode", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "BFTNode", "BFTCore", "BFTCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "bft-loadgen", dependencies: [
-            "BFTNode", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "BFTNode", "BFTCore", "BFTCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),
         .testTarget(name: "BFTCryptoTests", dependencies: ["BFTCrypto"]),
         .testTarget(name: "BFTCoreTests", dependencies: ["BFTCore", "BFTCrypto"]),
         .testTarget(name: "BFTSimTests", dependencies: ["BFTSim", "BFTCore"]),
-        .testTarget(name: "BFTNodeTests", dependencies: ["BFTNode", "BFTCore", "BFTCrypto"]),
+        .testTarget(name: "BFTNodeTests", dependencies: [
+            "BFTNode", "BFTCore", "BFTCrypto",
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )
