@@ -1,0 +1,191 @@
+import BFTCore
+import BFTCrypto
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Outcome of one request as the application sees it.
+public enum RequestOutcome: Sendable {
+    case completed(result: [UInt8], retries: Int)
+    case timedOut
+}
+
+/// Runs one or more PBFT clients (`ClientCore`) over TCP connections to every replica. Used by
+/// `bft-client` and `bft-loadgen`. Each client identity keeps up to `window` requests
+/// outstanding; replies are verified on the I/O threads, and the cores run on one event loop.
+public final class ClientRuntime: @unchecked Sendable {
+    public let configuration: ClusterConfiguration
+    let group: MultiThreadedEventLoopGroup
+    let ownsGroup: Bool
+    let loop: EventLoop
+    let connections: ClientConnections
+    let verifier: MessageVerifier
+    let tickInterval: TimeAmount
+    let logger: Logger
+
+    /// Touched only on `loop`.
+    var cores: [ClientID: ClientCore] = [:]
+    var callbacks: [ClientID: [UInt64: @Sendable (RequestOutcome) -> Void]] = [:]
+    var deadlines: [ClientID: [UInt64: NIODeadline]] = [:]
+    var tickTask: RepeatedTask?
+    /// Retransmissions so far (all clients).
+    public private(set) var retransmissions = 0
+    /// Replies refused by signature verification.
+    let badReplies = Atomic<Int>(0)
+
+    public init(configuration: ClusterConfiguration, clients: [(id: ClientID, key: Ed25519PrivateKey)], window: Int,
+                logger: Logger, group: MultiThreadedEventLoopGroup? = nil) {
+        self.configuration = configuration
+        self.logger = logger
+        self.ownsGroup = group == nil
+        self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.loop = self.group.next()
+        let proto = configuration.protocolConfig()
+        self.tickInterval = .milliseconds(Int64(configuration.tickMilliseconds))
+        self.verifier = MessageVerifier(checker: configuration.keyring(), clusterID: proto.clusterID,
+                                        replicaCount: proto.n, clientCount: proto.clientCount)
+        let start = UInt64(Date().timeIntervalSince1970 * 1_000_000)
+        // Retransmit after ~1 s, backing off to ~8 s.
+        let ticksPerSecond = UInt64(max(1, 1000 / configuration.tickMilliseconds))
+        for (id, key) in clients {
+            cores[id] = ClientCore(id: id, config: proto, signer: Ed25519MessageSigner(key: key), initialTimestamp: start,
+                                   window: window, retransmitTicks: ticksPerSecond, maxRetransmitTicks: 8 * ticksPerSecond)
+        }
+        var addresses: [Int: (host: String, port: Int)] = [:]
+        for r in configuration.replicas { addresses[r.id] = (r.host, r.port) }
+        let sink = Sink()
+        self.connections = ClientConnections(clusterID: proto.clusterID, replicas: addresses,
+                                             knownKinds: [MessageKind.reply.rawValue], limits: .default,
+                                             group: self.group, logger: logger, onFrame: { sink.deliver($0, $1) })
+        sink.runtime = self
+    }
+
+    final class Sink: @unchecked Sendable {
+        weak var runtime: ClientRuntime?
+        func deliver(_ replica: Int, _ frame: InboundFrame) { runtime?.onFrame(frame) }
+    }
+
+    public func start() {
+        connections.start()
+        tickTask = loop.scheduleRepeatedTask(initialDelay: tickInterval, delay: tickInterval) { [weak self] _ in
+            self?.onTick()
+        }
+    }
+
+    public func shutdown() {
+        tickTask?.cancel()
+        try? connections.shutdown().wait()
+        if ownsGroup { try? group.syncShutdownGracefully() }
+    }
+
+    /// Replies are decoded on the I/O thread but verified lazily on the client loop: only once
+    /// f+1 replies with the same result are in hand, and only those — verifying every reply of
+    /// every replica would double the client's share of the signature cost.
+    func onFrame(_ frame: InboundFrame) {
+        var body = frame.body
+        let bytes = body.readBytes(length: body.readableBytes) ?? []
+        guard case .reply(let reply)? = try? Message.decode(kind: frame.kind, body: bytes) else {
+            badReplies.add(1, ordering: .relaxed)
+            return
+        }
+        loop.execute { self.onUnverifiedReply(reply) }
+    }
+
+    /// Replies not yet verified, per client and timestamp, one per replica.
+    var unverified: [ClientID: [UInt64: [ReplicaID: Reply]]] = [:]
+
+    func onUnverifiedReply(_ reply: Reply) {
+        guard let core = cores[reply.client], core.outstanding[reply.timestamp] != nil,
+              reply.replica >= 0, reply.replica < configuration.n else { return }
+        var pending = unverified[reply.client]?[reply.timestamp] ?? [:]
+        pending[reply.replica] = reply
+        let matching = pending.values.filter { $0.result == reply.result }.sorted { $0.replica < $1.replica }
+        if matching.count >= configuration.f + 1 {
+            for r in matching {
+                pending[r.replica] = nil
+                if case .success = verifier.verify(.reply(r)) {
+                    onReply(r)
+                } else {
+                    badReplies.add(1, ordering: .relaxed)
+                }
+            }
+        }
+        if cores[reply.client]?.outstanding[reply.timestamp] == nil {
+            unverified[reply.client]?[reply.timestamp] = nil
+        } else {
+            unverified[reply.client, default: [:]][reply.timestamp] = pending
+        }
+    }
+
+    func onReply(_ reply: Reply) {
+        guard var core = cores[reply.client] else { return }
+        let out = core.onReply(reply)
+        cores[reply.client] = core
+        handle(reply.client, out)
+    }
+
+    func onTick() {
+        let now = NIODeadline.now()
+        for id in cores.keys.sorted() {
+            var core = cores[id]!
+            let out = core.tick()
+            cores[id] = core
+            retransmissions += out.retransmissions
+            handle(id, out)
+            // Give up on requests past their deadline.
+            if let d = deadlines[id] {
+                for (t, deadline) in d where deadline < now {
+                    deadlines[id]?[t] = nil
+                    if let cb = callbacks[id]?.removeValue(forKey: t) { cb(.timedOut) }
+                }
+            }
+        }
+    }
+
+    func handle(_ id: ClientID, _ out: ClientCore.Output) {
+        for r in out.broadcasts {
+            var buf = ByteBufferAllocator().buffer(capacity: 0)
+            buf.writeBytes(r.encoded)
+            connections.broadcast(kind: MessageKind.request.rawValue, body: buf)
+        }
+        for c in out.completions {
+            deadlines[id]?[c.timestamp] = nil
+            if let cb = callbacks[id]?.removeValue(forKey: c.timestamp) { cb(.completed(result: c.result, retries: c.retries)) }
+        }
+    }
+
+    /// Submits `operation` as client `id` when its window has room; `done` runs on the client loop.
+    /// Returns false (and does nothing) when the window is full.
+    public func submit(client id: ClientID, operation: [UInt8], timeout: TimeAmount,
+                       done: @escaping @Sendable (RequestOutcome) -> Void) -> EventLoopFuture<Bool> {
+        loop.submit { self.trySubmitOnLoop(client: id, operation: operation, timeout: timeout, done: done) }
+    }
+
+    /// Same as `submit`, for callers already on the client loop (completion callbacks, load schedules).
+    public func trySubmitOnLoop(client id: ClientID, operation: [UInt8], timeout: TimeAmount,
+                                done: @escaping @Sendable (RequestOutcome) -> Void) -> Bool {
+        loop.preconditionInEventLoop()
+        guard var core = cores[id], core.canSubmit else { return false }
+        let (t, out) = core.submit(operation)
+        cores[id] = core
+        callbacks[id, default: [:]][t] = done
+        deadlines[id, default: [:]][t] = .now() + timeout
+        handle(id, out)
+        return true
+    }
+
+    /// The window of client `id` (requests it may keep outstanding).
+    public func window(of id: ClientID) -> Int { cores[id]?.window ?? 0 }
+
+    /// Blocking convenience for command-line use: one request, waits for f+1 matching replies.
+    public func call(client id: ClientID, operation: [UInt8], timeout: TimeAmount) -> RequestOutcome {
+        let promise = loop.makePromise(of: RequestOutcome.self)
+        let accepted = (try? submit(client: id, operation: operation, timeout: timeout) { promise.succeed($0) }.wait()) ?? false
+        if !accepted { promise.succeed(.timedOut) }
+        return (try? promise.futureResult.wait()) ?? .timedOut
+    }
+
+    public var loopForCallbacks: EventLoop { loop }
+}

@@ -1,0 +1,248 @@
+import BFTCore
+import BFTCrypto
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Counters a running replica exposes (status file, logs, later metrics).
+public struct NodeCounters: Sendable {
+    public var framesIn = 0
+    public var verified = 0
+    public var droppedByReason: [String: Int] = [:]
+    public var delivered = 0
+    public var viewChanges = 0
+}
+
+/// The networked replica: it owns the transport, a single core thread that steps the pure
+/// `Replica`, and the application. Signature verification runs on the transport's I/O threads,
+/// one per core, before anything reaches the core thread, and each message is verified once.
+public final class ReplicaNode: @unchecked Sendable {
+    public let id: ReplicaID
+    public let configuration: ClusterConfiguration
+    let logger: Logger
+    let verifier: MessageVerifier
+    let transport: Transport
+    let ioGroup: MultiThreadedEventLoopGroup
+    let coreGroup: MultiThreadedEventLoopGroup
+    var coreLoop: EventLoop { coreGroup.next() }
+    let tickInterval: TimeAmount
+    let dataDirectory: String
+
+    /// Touched only on the core loop.
+    var replica: Replica
+    var deliverLog: DeliverLog?
+    var clientConnections: [ClientID: ConnectionID] = [:]
+    var lastStatusWrite = NIODeadline.now()
+    var tickTask: RepeatedTask?
+
+    /// Verified messages waiting for the core thread. Bounded by `maxInboxMessages`; above it,
+    /// frames stay unreleased in the transport, which stops reading (backpressure).
+    struct Inbox { var items: [(VerifiedMessage, ConnectionID, InboundFrame)] = []; var scheduled = false }
+    let inbox = Mutex(Inbox())
+    /// Most messages handed to the core in one step.
+    public let maxStepBatch = 512
+    let counters = Mutex(NodeCounters())
+
+    public init(configuration: ClusterConfiguration, id: ReplicaID, key: Ed25519PrivateKey,
+                application: any ReplicatedApplication, dataDirectory: String, deliverLogPath: String?,
+                logger: Logger, listenHost: String? = nil) throws {
+        self.id = id
+        self.configuration = configuration
+        self.dataDirectory = dataDirectory
+        var logger = logger
+        logger[metadataKey: "replica"] = "\(id)"
+        self.logger = logger
+        let proto = configuration.protocolConfig()
+        self.tickInterval = .milliseconds(Int64(configuration.tickMilliseconds))
+        self.verifier = MessageVerifier(checker: configuration.keyring(), clusterID: proto.clusterID,
+                                        replicaCount: proto.n, clientCount: proto.clientCount)
+        self.replica = Replica(id: id, config: proto, signer: Ed25519MessageSigner(key: key), application: application)
+        self.deliverLog = try deliverLogPath.map { try DeliverLog(path: $0) }
+        self.ioGroup = MultiThreadedEventLoopGroup(numberOfThreads: max(System.coreCount, 1))
+        self.coreGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var peers: [Int: (host: String, port: Int)] = [:]
+        for r in configuration.replicas where r.id != id { peers[r.id] = (r.host, r.port) }
+        let me = configuration.address(of: id)
+        var limits = WireLimits.default
+        limits.maxFrameBodyBytes = proto.limits.maxStateBytes + 1024 * 1024
+        let sink = FrameSink()
+        self.transport = Transport(
+            clusterID: proto.clusterID, listenHost: listenHost ?? me.host, listenPort: me.port, peers: peers,
+            knownKinds: Set(MessageKind.allCases.map(\.rawValue)), clientKinds: [MessageKind.request.rawValue],
+            limits: limits, group: ioGroup, logger: logger, onFrame: { sink.deliver($0) })
+        sink.node = self
+    }
+
+    /// Breaks the init-time reference cycle between the transport callback and the node.
+    final class FrameSink: @unchecked Sendable {
+        weak var node: ReplicaNode?
+        func deliver(_ frame: InboundFrame) { node?.onFrame(frame) }
+    }
+
+    public func start() throws {
+        try transport.start()
+        tickTask = coreLoop.scheduleRepeatedTask(initialDelay: tickInterval, delay: tickInterval) { [weak self] _ in
+            self?.onTick()
+        }
+        logger.notice("replica started", metadata: ["view": "\(replica.view)", "listen": "\(configuration.address(of: id).port)"])
+    }
+
+    public func shutdown() {
+        tickTask?.cancel()
+        try? transport.shutdown().wait()
+        try? coreLoop.submit { self.deliverLog?.flush() }.wait()
+        try? coreGroup.syncShutdownGracefully()
+        try? ioGroup.syncShutdownGracefully()
+    }
+
+    // MARK: - Edge: decode and verify on the I/O thread
+
+    func onFrame(_ frame: InboundFrame) {
+        var body = frame.body
+        let bytes = body.readBytes(length: body.readableBytes) ?? []
+        let message: Message
+        do {
+            message = try Message.decode(kind: frame.kind, body: bytes, limits: replica.config.limits)
+        } catch {
+            count(drop: "decode_\(error.reason)")
+            transport.penalize(frame.connection, reason: "undecodable \(frame.kind): \(error)")
+            transport.release(frame)
+            return
+        }
+        switch verifier.verify(message) {
+        case .failure(let why):
+            count(drop: why.reason)
+            transport.penalize(frame.connection, reason: why.description)
+            transport.release(frame)
+        case .success(let verified):
+            let schedule = inbox.withLock { box -> Bool in
+                box.items.append((verified, frame.connection, frame))
+                if box.scheduled { return false }
+                box.scheduled = true
+                return true
+            }
+            if schedule { coreLoop.execute { self.drainInbox() } }
+        }
+    }
+
+    func count(drop reason: String) {
+        counters.withLock { $0.droppedByReason[reason, default: 0] += 1 }
+    }
+
+    // MARK: - Core thread
+
+    func drainInbox() {
+        let batch = inbox.withLock { box -> [(VerifiedMessage, ConnectionID, InboundFrame)] in
+            let take = Array(box.items.prefix(maxStepBatch))
+            box.items.removeFirst(take.count)
+            if box.items.isEmpty { box.scheduled = false }
+            return take
+        }
+        if batch.isEmpty { return }
+        for (m, conn, _) in batch {
+            if case .request(let r) = m.message { clientConnections[r.client] = conn }
+        }
+        let out = replica.step(batch.map(\.0))
+        for (_, _, frame) in batch { transport.release(frame) }
+        apply(out)
+        let more = inbox.withLock { box -> Bool in
+            if box.items.isEmpty { box.scheduled = false; return false }
+            return true
+        }
+        if more { coreLoop.execute { self.drainInbox() } }
+    }
+
+    func onTick() {
+        apply(replica.tick())
+        let now = NIODeadline.now()
+        if now - lastStatusWrite >= .seconds(1) {
+            lastStatusWrite = now
+            writeStatus()
+        }
+    }
+
+    /// Carries out one step's outputs: deliveries are logged (flushed before any reply leaves),
+    /// then messages are encoded once each and handed to the transport.
+    func apply(_ out: ReplicaOutput) {
+        if !out.deliveries.isEmpty {
+            deliverLog?.append(out.deliveries)
+            deliverLog?.flush()
+            counters.withLock { $0.delivered += out.deliveries.count }
+        }
+        for e in out.events { log(e) }
+        for o in out.messages {
+            let kind = o.message.kind.rawValue
+            var buf = ByteBufferAllocator().buffer(capacity: 0)
+            buf.writeBytes(o.message.encoded())
+            switch o.destination {
+            case .allReplicas: transport.broadcast(kind: kind, body: buf)
+            case .replica(let r): transport.send(toReplica: r, kind: kind, body: buf)
+            case .client(let c):
+                if let conn = clientConnections[c] { transport.send(toConnection: conn, kind: kind, body: buf) }
+            }
+        }
+    }
+
+    func log(_ e: ReplicaEvent) {
+        var meta: Logger.Metadata = ["view": "\(replica.view)", "seq": "\(replica.lastExecuted)"]
+        switch e {
+        case .viewChangeStarted(let v):
+            counters.withLock { $0.viewChanges += 1 }
+            logger.notice("view change started", metadata: meta.merging(["to": "\(v)"]) { $1 })
+        case .newViewInstalled(let v):
+            logger.notice("new view installed", metadata: meta.merging(["newView": "\(v)", "primary": "\(replica.config.primary(of: v))"]) { $1 })
+        case .checkpointStable(let seq, let d):
+            logger.info("checkpoint stable", metadata: meta.merging(["checkpoint": "\(seq)", "digest": "\(d)"]) { $1 })
+        case .stateTransferred(let seq):
+            logger.notice("state transferred", metadata: meta.merging(["checkpoint": "\(seq)"]) { $1 })
+        case .checkpointMismatch(let seq):
+            logger.error("own checkpoint digest differs from the stable one", metadata: meta.merging(["checkpoint": "\(seq)"]) { $1 })
+        case .dropped(let kind, let from, let reason):
+            count(drop: reason)
+            meta["from"] = "\(from)"
+            logger.debug("dropped \(kind)", metadata: meta.merging(["reason": "\(reason)"]) { $1 })
+        case .equivocation(let proof):
+            logger.warning("equivocation proof", metadata: meta.merging(["culprit": "\(proof.replica)", "proofView": "\(proof.view)", "proofSeq": "\(proof.seq)"]) { $1 })
+        }
+    }
+
+    /// Snapshot of the replica's progress, written to `DATA/status.json` once a second.
+    public struct StatusReport: Codable, Sendable {
+        public var replica: Int
+        public var view: UInt64
+        public var primary: Int
+        public var active: Bool
+        public var lastExecuted: UInt64
+        public var stableCheckpoint: UInt64
+        public var delivered: UInt64
+        public var pendingRequests: Int
+        public var viewChanges: Int
+        public var dropped: [String: Int]
+    }
+
+    func statusReport() -> StatusReport {
+        let c = counters.withLock { $0 }
+        return StatusReport(replica: id, view: replica.view, primary: replica.primary, active: replica.active,
+                            lastExecuted: replica.lastExecuted, stableCheckpoint: replica.stableSeq,
+                            delivered: replica.executedCount, pendingRequests: replica.pendingRequestCount,
+                            viewChanges: c.viewChanges, dropped: c.droppedByReason)
+    }
+
+    func writeStatus() {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        guard let data = try? enc.encode(statusReport()) else { return }
+        let path = dataDirectory + "/status.json"
+        let tmp = path + ".tmp"
+        if FileManager.default.createFile(atPath: tmp, contents: data) {
+            _ = rename(tmp, path)
+        }
+    }
+
+    /// Current status, read on the core thread.
+    public func status() -> StatusReport {
+        (try? coreLoop.submit { self.statusReport() }.wait()) ?? statusReport()
+    }
+}

@@ -1,0 +1,82 @@
+import ArgumentParser
+import BFTNode
+import Foundation
+
+/// `bft-keygen`: writes a cluster configuration and the private keys of its replicas and
+/// clients. All logic lives in `KeyGenerator` (BFTNode) so it is unit-tested; this file only
+/// maps flags to options and errors to a one-line message with exit code 2.
+struct BFTKeygen: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bft-keygen",
+        abstract: "Generate a PBFT cluster configuration (cluster.json) and Ed25519 keys.",
+        discussion: """
+        Writes OUT/cluster.json, OUT/replica-<i>.pem for each replica and OUT/client-<j>.pem for \
+        each client (unencrypted PKCS#8 PEM, mode 0600). Replica i listens on HOST:BASE_PORT+i \
+        (or hosts[i], and BASE_PORT for all with --same-port). Existing files are never \
+        overwritten without --force.
+
+        Examples:
+          bft-keygen --replicas 4 --out keys
+          bft-keygen --replicas 4 --out keys/docker --reuse-keys keys \\
+                     --hosts replica0,replica1,replica2,replica3 --same-port --base-port 7000
+        """)
+
+    @Option(help: "Number of replicas n; must be 3f+1 with f >= 1 (4, 7, 10, ...).")
+    var replicas: Int
+
+    @Option(help: "Number of client identities (ids 0..<M).")
+    var clients: Int = 4
+
+    @Option(help: "Output directory (created if missing).")
+    var out: String
+
+    @Option(help: "Host every replica listens on (default 127.0.0.1). Not with --hosts.")
+    var host: String?
+
+    @Option(help: "Comma-separated host per replica, in id order (e.g. replica0,replica1,replica2,replica3). Not with --host.")
+    var hosts: String?
+
+    @Option(help: "Port of replica 0; replica i uses base-port+i unless --same-port is given.")
+    var basePort: Int = 7000
+
+    @Flag(help: "Every replica uses --base-port (for distinct hosts, e.g. containers on one network).")
+    var samePort = false
+
+    @Option(help: "Cluster id, mixed into every signature so messages cannot cross clusters.")
+    var clusterId: UInt32 = 1
+
+    @Option(help: "Reuse replica-<i>.pem and client-<j>.pem from this directory instead of generating keys; only cluster.json is written.")
+    var reuseKeys: String?
+
+    @Flag(help: "Overwrite existing files.")
+    var force = false
+
+    func validate() throws {
+        if host != nil && hosts != nil { throw ValidationError("give either --host or --hosts, not both") }
+    }
+
+    func run() throws {
+        var options = KeyGenerator.Options(replicas: replicas, outputDirectory: out)
+        options.clients = clients
+        if let hosts {
+            options.hosts = hosts.split(separator: ",", omittingEmptySubsequences: false)
+                .map { $0.trimmingCharacters(in: .whitespaces) }
+        } else if let host {
+            options.hosts = [host]
+        }
+        options.basePort = basePort
+        options.samePort = samePort
+        options.clusterID = clusterId
+        options.force = force
+        options.reuseKeysFrom = reuseKeys
+        do {
+            let written = try KeyGenerator.generate(options)
+            for path in written { print(path) }
+        } catch {
+            FileHandle.standardError.write(Data("bft-keygen: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+}
+
+BFTKeygen.main()

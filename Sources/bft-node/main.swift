@@ -1,0 +1,105 @@
+import ArgumentParser
+import BFTCore
+import BFTCrypto
+import BFTNode
+import Dispatch
+import Foundation
+import Logging
+
+/// `bft-node`: one PBFT replica of a 3f+1 cluster.
+struct BFTNodeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bft-node",
+        abstract: "Run one replica of a PBFT cluster.",
+        discussion: """
+        The replica listens on the address the configuration gives for its id, orders client \
+        requests with the other replicas (pre-prepare, prepare, commit; view changes; checkpoints; \
+        state transfer) and delivers committed requests in sequence order to the application. \
+        Stop it with SIGTERM or SIGINT.
+        """)
+
+    @Option(help: "Cluster configuration written by bft-keygen (cluster.json).")
+    var config: String
+
+    @Option(help: "This replica's id, 0 ..< n.")
+    var id: Int
+
+    @Option(help: "This replica's Ed25519 private key (PKCS#8 PEM).")
+    var key: String
+
+    @Option(help: "Data directory (created if missing): status file and application files.")
+    var data: String
+
+    @Option(help: "Application: 'kv' (SET/GET/DEL), 'log' (appends to DATA/app.log) or 'exec:COMMAND' (JSON lines over a child process's stdin/stdout).")
+    var app: String = "kv"
+
+    @Option(name: .customLong("deliver-log"), help: "Append one JSON line per delivered request to this file.")
+    var deliverLog: String?
+
+    @Option(help: "Address to listen on instead of the configured host (e.g. 0.0.0.0 in a container).")
+    var listen: String?
+
+    @Option(name: .customLong("log-level"), help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String = "notice"
+
+    func fail(_ message: String) -> Never {
+        FileHandle.standardError.write(Data("bft-node: \(message)\n".utf8))
+        Foundation.exit(2)
+    }
+
+    func run() throws {
+        guard let level = Logger.Level(rawValue: logLevel) else { fail("unknown log level '\(logLevel)'") }
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "bft-node")
+        let cluster: ClusterConfiguration
+        let privateKey: BFTCrypto.Ed25519PrivateKey
+        do {
+            cluster = try ClusterConfiguration.load(path: config)
+            guard id >= 0 && id < cluster.n else { fail("--id \(id) is not a replica of this cluster (0..<\(cluster.n))") }
+            privateKey = try ClusterConfiguration.loadPrivateKey(path: key)
+            try cluster.checkKey(privateKey, matchesReplica: id)
+        } catch {
+            fail("\(error)")
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        } catch {
+            fail("cannot create data directory \(data): \(error.localizedDescription)")
+        }
+        let application: any ReplicatedApplication
+        do {
+            application = try ApplicationFactory.make(spec: app, dataDirectory: data)
+        } catch {
+            fail("\(error)")
+        }
+        let node: ReplicaNode
+        do {
+            node = try ReplicaNode(configuration: cluster, id: id, key: privateKey, application: application,
+                                   dataDirectory: data, deliverLogPath: deliverLog, logger: logger, listenHost: listen)
+            try node.start()
+        } catch {
+            fail("cannot start replica \(id): \(error)")
+        }
+        let stop = { (signal: Int32) in
+            logger.notice("stopping on signal \(signal)")
+            node.shutdown()
+            Foundation.exit(0)
+        }
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .main)
+            source.setEventHandler { stop(sig) }
+            source.resume()
+            signalSources.append(source)
+        }
+        dispatchMain()
+    }
+}
+
+nonisolated(unsafe) var signalSources: [DispatchSourceSignal] = []
+
+BFTNodeCommand.main()

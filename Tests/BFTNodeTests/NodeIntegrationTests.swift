@@ -1,0 +1,189 @@
+import BFTCore
+import BFTCrypto
+import BFTNode
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+
+/// Four `ReplicaNode`s in one process over real TCP on 127.0.0.1, driven by `ClientRuntime` and by
+/// a raw socket that replays and corrupts frames.
+@Suite("Networked replicas", .serialized)
+struct NodeIntegrationTests {
+    final class LocalCluster {
+        let dir: String
+        let configuration: ClusterConfiguration
+        let replicaKeys: [Ed25519PrivateKey]
+        let clientKeys: [Ed25519PrivateKey]
+        var nodes: [ReplicaNode?] = []
+        let apps: [KVApplication]
+
+        init(viewChangeTimeoutMs: Int = 1000) throws {
+            dir = NSTemporaryDirectory() + "bft-node-test-\(UUID().uuidString)"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let rk = try (0..<4).map { _ in try Ed25519PrivateKey.generate() }
+            let ck = try (0..<2).map { _ in try Ed25519PrivateKey.generate() }
+            replicaKeys = rk
+            clientKeys = ck
+            let ports = try freePorts(4)
+            let replicas = (0..<4).map { i in
+                "{\"id\": \(i), \"host\": \"127.0.0.1\", \"port\": \(ports[i]), \"publicKey\": \"\(Hex.encode(rk[i].publicKey.rawRepresentation))\"}"
+            }
+            let clients = (0..<2).map { j in "{\"id\": \(j), \"publicKey\": \"\(Hex.encode(ck[j].publicKey.rawRepresentation))\"}" }
+            let json = """
+            {"clusterID": 5, "f": 1, "replicas": [\(replicas.joined(separator: ","))], "clients": [\(clients.joined(separator: ","))],
+             "protocol": {"checkpointInterval": 8, "watermarkWindow": 32, "maxBatchRequests": 64, "maxInFlightBatches": 4,
+                          "viewChangeTimeoutMs": \(viewChangeTimeoutMs), "tickMs": 10}}
+            """
+            try json.write(toFile: dir + "/cluster.json", atomically: true, encoding: .utf8)
+            configuration = try ClusterConfiguration.load(path: dir + "/cluster.json")
+            apps = (0..<4).map { _ in KVApplication() }
+            var logger = Logger(label: "test")
+            logger.logLevel = .critical
+            for i in 0..<4 {
+                let data = dir + "/replica-\(i)"
+                try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+                let node = try ReplicaNode(configuration: configuration, id: i, key: replicaKeys[i], application: apps[i],
+                                           dataDirectory: data, deliverLogPath: data + "/deliver.log", logger: logger)
+                try node.start()
+                nodes.append(node)
+            }
+        }
+
+        func deliverLog(_ i: Int) -> [String] {
+            let text = (try? String(contentsOfFile: dir + "/replica-\(i)/deliver.log", encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").map(String.init)
+        }
+
+        func stop(_ i: Int) { nodes[i]?.shutdown(); nodes[i] = nil }
+
+        func shutdown() {
+            for i in 0..<nodes.count { stop(i) }
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+
+        func client(_ j: Int) -> ClientRuntime {
+            var logger = Logger(label: "client")
+            logger.logLevel = .critical
+            let rt = ClientRuntime(configuration: configuration, clients: [(ClientID(j), clientKeys[j])], window: 4, logger: logger)
+            rt.start()
+            return rt
+        }
+    }
+
+    static func freePorts(_ n: Int) throws -> [Int] {
+        var sockets: [Int32] = []
+        var ports: [Int] = []
+        defer { for s in sockets { close(s) } }
+        for _ in 0..<n {
+            let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            addr.sin_port = 0
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, len) } }
+            _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) } }
+            ports.append(Int(UInt16(bigEndian: addr.sin_port)))
+            sockets.append(s)
+        }
+        return ports
+    }
+
+    static func waitUntil(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return true }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return condition()
+    }
+
+    @Test("requests over TCP are ordered identically on four replicas and the client gets the agreed reply")
+    func orderedOverTCP() throws {
+        let c = try LocalCluster()
+        defer { c.shutdown() }
+        let rt = c.client(0)
+        defer { rt.shutdown() }
+        for k in 0..<20 {
+            guard case .completed(let result, _) = rt.call(client: 0, operation: Array("SET k\(k) v\(k)".utf8), timeout: .seconds(10)) else {
+                Issue.record("request \(k) timed out"); return
+            }
+            #expect(String(decoding: result, as: UTF8.self) == "OK")
+        }
+        guard case .completed(let got, _) = rt.call(client: 0, operation: Array("GET k7".utf8), timeout: .seconds(10)) else {
+            Issue.record("GET timed out"); return
+        }
+        #expect(String(decoding: got, as: UTF8.self) == "v7")
+        #expect(Self.waitUntil(5) { (0..<4).allSatisfy { c.deliverLog($0).count == 21 } })
+        let logs = (0..<4).map { c.deliverLog($0) }
+        #expect(logs.allSatisfy { $0 == logs[0] })
+    }
+
+    @Test("a replayed request frame is answered from the reply cache and never executed twice; garbage closes only its connection")
+    func replayAndGarbage() throws {
+        let c = try LocalCluster()
+        defer { c.shutdown() }
+        let request = Request(client: 1, timestamp: 1000, sessionStart: true, operation: Array("SET r 1".utf8))
+            .signed(with: Ed25519MessageSigner(key: c.clientKeys[1]), clusterID: 5)
+        let port = c.configuration.address(of: 2).port
+        var frame = ByteBufferAllocator().buffer(capacity: 0)
+        var body = ByteBufferAllocator().buffer(capacity: 0)
+        body.writeBytes(request.encoded)
+        Frame.encode(kind: MessageKind.request.rawValue, clusterID: 5, body: body, into: &frame)
+        let bytes = Array(frame.readableBytesView)
+
+        // Send the same signed request to every replica three times (a replay), plus garbage to replica 2.
+        for i in 0..<4 {
+            try RawSocket.send(port: c.configuration.address(of: i).port, bytes: bytes + bytes + bytes)
+        }
+        try RawSocket.send(port: port, bytes: Array(repeating: 0xEE, count: 512))
+        #expect(Self.waitUntil(10) { (0..<4).allSatisfy { c.deliverLog($0).count == 1 } })
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect((0..<4).allSatisfy { c.deliverLog($0).count == 1 })
+
+        // The cluster still serves a normal client, and replica 2 kept its other connections.
+        let rt = c.client(0)
+        defer { rt.shutdown() }
+        guard case .completed = rt.call(client: 0, operation: Array("SET after garbage".utf8), timeout: .seconds(10)) else {
+            Issue.record("cluster stopped serving"); return
+        }
+        #expect(Self.waitUntil(5) { c.deliverLog(2).count == 2 })
+    }
+
+    @Test("§4.4 on the network: stopping the primary leads to a view change and further commits")
+    func primaryStopViewChange() throws {
+        let c = try LocalCluster(viewChangeTimeoutMs: 500)
+        defer { c.shutdown() }
+        let rt = c.client(0)
+        defer { rt.shutdown() }
+        guard case .completed = rt.call(client: 0, operation: Array("SET a 1".utf8), timeout: .seconds(10)) else {
+            Issue.record("first request timed out"); return
+        }
+        c.stop(0)
+        guard case .completed(let r, _) = rt.call(client: 0, operation: Array("SET b 2".utf8), timeout: .seconds(20)) else {
+            Issue.record("no progress after the primary stopped"); return
+        }
+        #expect(String(decoding: r, as: UTF8.self) == "OK")
+        let views = (1..<4).compactMap { c.nodes[$0]?.status().view }
+        #expect(views.allSatisfy { $0 >= 1 })
+        #expect(Self.waitUntil(5) { (1..<4).allSatisfy { c.deliverLog($0).count == 2 } })
+    }
+}
+
+/// A blocking TCP client for feeding raw bytes to a replica.
+enum RawSocket {
+    static func send(port: Int, bytes: [UInt8]) throws {
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(s) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard rc == 0 else { throw POSIXError(.ECONNREFUSED) }
+        _ = bytes.withUnsafeBytes { Glibc.send(s, $0.baseAddress, $0.count, 0) }
+        Thread.sleep(forTimeInterval: 0.1)
+    }
+}

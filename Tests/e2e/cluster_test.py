@@ -1,0 +1,280 @@
+#!/usr/bin/env python3
+"""Multi-process tests of the real binaries: 4 `bft-node` processes on 127.0.0.1.
+
+Each test makes a fresh cluster with `bft-keygen` on free ports, starts the replicas, drives
+them with `bft-client` processes, and compares the replicas' deliver logs. All traffic stays on
+loopback; every wait is bounded. Usage: cluster_test.py --bin .build/debug [-k NAME]
+Ends with the line 'N passed, M failed'.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+
+def free_base_port(count=4):
+    """A base port with `count` consecutive free ports."""
+    for _ in range(200):
+        base = random.randint(20000, 60000)
+        ok = True
+        for p in range(base, base + count):
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+        if ok:
+            return base
+    raise RuntimeError("no free ports")
+
+
+class Cluster:
+    def __init__(self, bin_dir, root, n=4, clients=4, app="kv", extra_protocol=None):
+        self.bin = bin_dir
+        self.root = root
+        self.keys = os.path.join(root, "keys")
+        self.n = n
+        self.app = app
+        base = free_base_port(n)
+        subprocess.run([self.exe("bft-keygen"), "--replicas", str(n), "--clients", str(clients), "--out", self.keys,
+                        "--base-port", str(base)], check=True, capture_output=True)
+        self.config = os.path.join(self.keys, "cluster.json")
+        if extra_protocol:
+            with open(self.config) as f:
+                doc = json.load(f)
+            doc.setdefault("protocol", {}).update(extra_protocol)
+            with open(self.config, "w") as f:
+                json.dump(doc, f, indent=2)
+        self.procs = {}
+
+    def exe(self, name):
+        return os.path.join(self.bin, name)
+
+    def data(self, i):
+        return os.path.join(self.root, f"replica-{i}")
+
+    def deliver_log(self, i):
+        return os.path.join(self.data(i), "deliver.log")
+
+    def start(self, i):
+        os.makedirs(self.data(i), exist_ok=True)
+        log = open(os.path.join(self.data(i), "node.log"), "ab")
+        self.procs[i] = subprocess.Popen(
+            [self.exe("bft-node"), "--config", self.config, "--id", str(i), "--key",
+             os.path.join(self.keys, f"replica-{i}.pem"), "--data", self.data(i), "--app", self.app,
+             "--deliver-log", self.deliver_log(i), "--log-level", "info"],
+            stdout=log, stderr=log)
+
+    def start_all(self):
+        for i in range(self.n):
+            self.start(i)
+        time.sleep(0.5)
+        for i, p in self.procs.items():
+            assert p.poll() is None, f"replica {i} exited at start: {self.tail(i)}"
+
+    def kill(self, i, sig=signal.SIGKILL):
+        self.procs[i].send_signal(sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            self.procs[i].wait(timeout=10)
+
+    def stop_all(self):
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.terminate()
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    def tail(self, i, lines=20):
+        try:
+            with open(os.path.join(self.data(i), "node.log"), errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def status(self, i):
+        try:
+            with open(os.path.join(self.data(i), "status.json")) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def client(self, j, commands, timeout=20):
+        """Runs bft-client with commands on stdin; returns (exit code, output lines)."""
+        p = subprocess.run([self.exe("bft-client"), "--config", self.config, "--key",
+                            os.path.join(self.keys, f"client-{j}.pem"), "--timeout", "15"],
+                           input="\n".join(commands) + "\n", capture_output=True, text=True, timeout=timeout)
+        return p.returncode, p.stdout.splitlines(), p.stderr
+
+    def client_async(self, j, commands):
+        path = os.path.join(self.root, f"commands-{j}-{time.time_ns()}.txt")
+        with open(path, "w") as f:
+            f.write("\n".join(commands) + "\n")
+        return subprocess.Popen([self.exe("bft-client"), "--config", self.config, "--key",
+                                 os.path.join(self.keys, f"client-{j}.pem"), "--timeout", "20"],
+                                stdin=open(path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def read_log(self, i):
+        entries = []
+        try:
+            with open(self.deliver_log(i)) as f:
+                for line in f:
+                    entries.append(json.loads(line))
+        except OSError:
+            pass
+        return entries
+
+
+def wait_until(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def assert_logs_agree(cluster, replicas, expect_equal_length=True):
+    """Total order: on every index two replicas both delivered, the entries are identical."""
+    logs = {i: cluster.read_log(i) for i in replicas}
+    by_index = {}
+    for i, entries in logs.items():
+        indices = [e["index"] for e in entries]
+        assert indices == sorted(indices) and len(set(indices)) == len(indices), f"replica {i}: indices not increasing"
+        keys = [(e["client"], e["timestamp"]) for e in entries]
+        assert len(set(keys)) == len(keys), f"replica {i} delivered a request twice"
+        for e in entries:
+            prev = by_index.setdefault(e["index"], e)
+            assert prev == e, f"index {e['index']}: {prev} != {e} (replica {i})"
+    if expect_equal_length:
+        lengths = {i: len(v) for i, v in logs.items()}
+        assert len(set(lengths.values())) == 1, f"deliver logs differ in length: {lengths}"
+    return logs
+
+
+# ---------------------------------------------------------------------------------------------
+
+def test_concurrent_clients_identical_logs(bin_dir, root):
+    """Three concurrent clients x 200 requests: all replied, four identical deliver logs."""
+    c = Cluster(bin_dir, root)
+    try:
+        c.start_all()
+        procs = [c.client_async(j, [f"SET k{j}-{k} v{k}" for k in range(200)]) for j in range(3)]
+        for j, p in enumerate(procs):
+            out, err = p.communicate(timeout=180)
+            assert p.returncode == 0, f"client {j} failed: {err[-500:]}"
+            lines = out.splitlines()
+            assert len(lines) == 200 and all(l == "OK" for l in lines), f"client {j}: {lines[:3]}... ({len(lines)})"
+        rc, out, err = c.client(3, ["GET k1-199"])
+        assert rc == 0 and out == ["v199"], (rc, out, err)
+        wait_until(lambda: all(len(c.read_log(i)) == 601 for i in range(4)), 20, "all replicas to deliver 601 requests")
+        assert_logs_agree(c, range(4))
+    finally:
+        c.stop_all()
+
+
+def test_kill_primary_view_change(bin_dir, root):
+    """SIGKILL of the primary under load: view change, further commits, agreeing logs."""
+    c = Cluster(bin_dir, root, extra_protocol={"viewChangeTimeoutMs": 1000})
+    try:
+        c.start_all()
+        rc, out, _ = c.client(0, [f"SET a{k} {k}" for k in range(20)])
+        assert rc == 0 and len(out) == 20
+        procs = [c.client_async(j, [f"SET b{j}-{k} {k}" for k in range(150)]) for j in range(1, 3)]
+        time.sleep(0.5)
+        c.kill(0)
+        for j, p in enumerate(procs):
+            out, err = p.communicate(timeout=180)
+            assert p.returncode == 0, f"client failed after primary kill: {err[-500:]}"
+        wait_until(lambda: all((c.status(i) or {}).get("view", 0) >= 1 and (c.status(i) or {}).get("active") for i in (1, 2, 3)),
+                   30, "replicas 1-3 to install a new view")
+        rc, out, err = c.client(3, ["SET after kill", "GET after"])
+        assert rc == 0 and out == ["OK", "kill"], (rc, out, err)
+        wait_until(lambda: len({len(c.read_log(i)) for i in (1, 2, 3)}) == 1, 20, "survivors to converge")
+        logs = assert_logs_agree(c, (1, 2, 3))
+        assert len(logs[1]) == 20 + 300 + 2
+        assert any(e["view"] >= 1 for e in logs[1]), "no request committed in the new view"
+    finally:
+        c.stop_all()
+
+
+def test_hostile_frames_do_not_disturb(bin_dir, root):
+    """Garbage, truncated, oversized and wrong-cluster frames are refused; the replica keeps serving."""
+    c = Cluster(bin_dir, root)
+    try:
+        c.start_all()
+        with open(c.config) as f:
+            port = json.load(f)["replicas"][1]["port"]
+        header = lambda kind, cluster, length: b"PBFT" + bytes([1, kind]) + b"\x00\x00" + cluster.to_bytes(4, "big") + length.to_bytes(4, "big")
+        cluster_id = json.load(open(c.config))["clusterID"]
+        attacks = [
+            os.urandom(4096),                                   # garbage
+            header(4, cluster_id, 120)[:10],                    # truncated header then close
+            header(4, cluster_id, 2_000_000_000),               # oversized
+            header(4, cluster_id + 1, 10) + b"x" * 10,          # wrong cluster
+            header(99, cluster_id, 4) + b"abcd",                # unknown kind
+            header(4, cluster_id, 10) + b"0123456789",          # undecodable body
+        ]
+        for a in attacks:
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(a)
+            s.close()
+        rc, out, err = c.client(0, [f"SET x{k} {k}" for k in range(30)])
+        assert rc == 0 and len(out) == 30, (rc, out, err)
+        assert c.procs[1].poll() is None, "replica 1 died: " + c.tail(1)
+        wait_until(lambda: all(len(c.read_log(i)) == 30 for i in range(4)), 20, "every replica to deliver")
+        assert_logs_agree(c, range(4))
+        # The undecodable body was counted with its reason.
+        wait_until(lambda: any(k.startswith("decode_") for k in ((c.status(1) or {}).get("dropped") or {})), 5,
+                   "replica 1 to count the undecodable frame")
+    finally:
+        c.stop_all()
+
+
+TESTS = [test_concurrent_clients_identical_logs, test_kill_primary_view_change, test_hostile_frames_do_not_disturb]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True, help="directory with bft-node, bft-client, bft-keygen")
+    ap.add_argument("-k", default="", help="run only tests whose name contains this")
+    args = ap.parse_args()
+    passed = failed = 0
+    for t in TESTS:
+        if args.k and args.k not in t.__name__:
+            continue
+        root = tempfile.mkdtemp(prefix="bft-e2e-")
+        started = time.time()
+        try:
+            t(os.path.abspath(args.bin), root)
+            passed += 1
+            print(f"PASS {t.__name__} ({time.time() - started:.1f}s)", flush=True)
+            shutil.rmtree(root, ignore_errors=True)
+        except Exception:
+            failed += 1
+            print(f"FAIL {t.__name__} ({time.time() - started:.1f}s); files kept in {root}", flush=True)
+            traceback.print_exc()
+            for i in range(4):
+                log = os.path.join(root, f"replica-{i}", "node.log")
+                if os.path.exists(log):
+                    with open(log, errors="replace") as f:
+                        print(f"--- replica {i} log tail ---\n" + "".join(f.readlines()[-15:]))
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
