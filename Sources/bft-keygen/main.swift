@@ -18,34 +18,34 @@ struct BFTKeygen: ParsableCommand {
         Examples:
           bft-keygen --replicas 4 --out keys
           bft-keygen --replicas 4 --out keys/docker --reuse-keys keys \\
-                     --hosts replica0,replica1,replica2,replica3 --same-port --base-port 7000
+              --hosts replica0,replica1,replica2,replica3 --same-port
         """)
 
-    @Option(help: "Number of replicas n; must be 3f+1 with f >= 1 (4, 7, 10, ...).")
+    @Option(help: ArgumentHelp("Number of replicas n; must be 3f+1 with f >= 1 (4, 7, 10, ...).", valueName: "n"))
     var replicas: Int
 
-    @Option(help: "Number of client identities (ids 0..<M).")
+    @Option(help: ArgumentHelp("Number of client identities (ids 0..<m).", valueName: "m"))
     var clients: Int = 4
 
-    @Option(help: "Output directory (created if missing).")
+    @Option(help: ArgumentHelp("Output directory (created if missing).", valueName: "dir"))
     var out: String
 
-    @Option(help: "Host every replica listens on (default 127.0.0.1). Not with --hosts.")
+    @Option(help: ArgumentHelp("Host every replica listens on (default 127.0.0.1). Not with --hosts.", valueName: "host"))
     var host: String?
 
-    @Option(help: "Comma-separated host per replica, in id order (e.g. replica0,replica1,replica2,replica3). Not with --host.")
+    @Option(help: ArgumentHelp("Comma-separated host per replica, in id order (e.g. replica0,replica1,replica2,replica3). Not with --host.", valueName: "h0,h1,..."))
     var hosts: String?
 
-    @Option(help: "Port of replica 0; replica i uses base-port+i unless --same-port is given.")
+    @Option(help: ArgumentHelp("Port of replica 0; replica i uses base-port+i unless --same-port is given.", valueName: "port"))
     var basePort: Int = 7000
 
     @Flag(help: "Every replica uses --base-port (for distinct hosts, e.g. containers on one network).")
     var samePort = false
 
-    @Option(help: "Cluster id, mixed into every signature so messages cannot cross clusters.")
+    @Option(help: ArgumentHelp("Cluster id, mixed into every signature so messages cannot cross clusters.", valueName: "id"))
     var clusterId: UInt32 = 1
 
-    @Option(help: "Reuse replica-<i>.pem and client-<j>.pem from this directory instead of generating keys; only cluster.json is written.")
+    @Option(help: ArgumentHelp("Reuse replica-<i>.pem and client-<j>.pem from this directory instead of generating keys; only cluster.json is written.", valueName: "dir"))
     var reuseKeys: String?
 
     @Flag(help: "Overwrite existing files.")

@@ -1,4 +1,4 @@
-import BFTCore
+@testable import BFTCore
 import BFTCrypto
 import Foundation
 import Testing
@@ -76,19 +76,19 @@ struct ApplicationKVTests {
         limits.maxKeys = 2
         limits.maxKeyBytes = 4
         limits.maxValueBytes = 8
-        limits.maxTotalBytes = 20
+        limits.maxTotalBytes = 15
         let app = KVApplication(limits: limits)
         #expect(run(app, "SET abcde 1") == "ERR key too long (max 4 bytes)")
         #expect(run(app, "GET abcde") == "ERR key too long (max 4 bytes)")
         #expect(run(app, "SET a 123456789") == "ERR value too long (max 8 bytes)")
-        #expect(run(app, "SET a 12345678") == "OK")
-        #expect(run(app, "SET b 12345678") == "OK")
+        #expect(run(app, "SET a 12345678") == "OK")         // 9 bytes
+        #expect(run(app, "SET b 12345") == "OK")            // 15 bytes
         #expect(run(app, "SET c 1") == "ERR too many keys (max 2)")
-        #expect(run(app, "SET a 1") == "OK", "overwriting an existing key is not a new key")
-        #expect(run(app, "DEL a") == "1")
-        #expect(run(app, "SET cc 12345678") == "ERR store full (max 20 bytes)")
-        #expect(run(app, "SET c 1234567") == "OK")
-        #expect(app.totalBytes == 9 + 8)
+        #expect(run(app, "SET a 1") == "OK", "overwriting an existing key is not a new key") // 8 bytes
+        #expect(run(app, "DEL a") == "1")                   // 6 bytes
+        #expect(run(app, "SET cc 12345678") == "ERR store full (max 15 bytes)")
+        #expect(run(app, "SET c 1234567") == "OK")          // 14 bytes
+        #expect(app.totalBytes == 14)
     }
 
     @Test("same operations in the same order give the same snapshot bytes")

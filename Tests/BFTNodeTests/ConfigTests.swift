@@ -182,7 +182,7 @@ struct ConfigTests {
             let message = error.description
             #expect(message.hasPrefix("invalid configuration bad.json: "))
             #expect(!message.contains("\n"))
-            #expect(message.contains("line 3"), "position missing: \(message)")
+            #expect(message == "invalid configuration bad.json: not valid JSON: Invalid value around character 41 (line 3, column 16)")
         }
     }
 
@@ -251,7 +251,7 @@ struct ConfigTests {
     @Test("entries may be listed in any order; they are stored by id")
     func unorderedEntries() throws {
         var doc = baseDocument()
-        doc["replicas"] = (doc["replicas"] as! [[String: Any]]).reversed()
+        doc["replicas"] = Array((doc["replicas"] as! [[String: Any]]).reversed())
         let config = try ClusterConfiguration.decode(data(doc))
         #expect(config.replicas.map(\.id) == [0, 1, 2, 3])
         #expect(config.address(of: 0).port == 7000)

@@ -204,7 +204,7 @@ public final class ExecApplication: ReplicatedApplication {
 
     private func exitNote() -> String {
         // Give Foundation a moment to reap the child so the exit status is known.
-        for _ in 0..<20 where process.isRunning { usleep(5_000) }
+        for _ in 0..<100 where process.isRunning { usleep(5_000) }
         guard !process.isRunning else { return "" }
         switch process.terminationReason {
         case .exit: return "; it exited with status \(process.terminationStatus)"

@@ -338,6 +338,7 @@ public struct ClusterConfiguration: Sendable {
         do {
             file = try JSONDecoder().decode(ClusterFile.self, from: data)
         } catch let error as DecodingError {
+            if let syntax = syntaxError(in: data) { throw .invalidJSON(path: path, detail: syntax) }
             throw .invalidJSON(path: path, detail: describe(error))
         } catch {
             throw .invalidJSON(path: path, detail: "\(error)")
@@ -404,6 +405,28 @@ public struct ClusterConfiguration: Sendable {
         if isDirectory.boolValue { return "is a directory" }
         if !FileManager.default.isReadableFile(atPath: path) { return "permission denied" }
         return error.localizedDescription
+    }
+
+    /// A one-line description of a JSON syntax error with its line and column, or nil if
+    /// `data` is syntactically valid JSON. Why a second parser: JSONDecoder on Linux reports
+    /// only "The given data was not valid JSON", while JSONSerialization names the offset.
+    static func syntaxError(in data: Data) -> String? {
+        do {
+            _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+            return nil
+        } catch {
+            var reason = ((error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String) ?? "syntax error"
+            if reason.hasSuffix(".") { reason.removeLast() }
+            guard let r = reason.range(of: #"character [0-9]+"#, options: .regularExpression),
+                  let offset = Int(reason[r].dropFirst("character ".count)) else {
+                return "not valid JSON: \(reason)"
+            }
+            let prefix = data.prefix(max(0, min(offset, data.count)))
+            let line = 1 + prefix.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+            let lineStart = prefix.lastIndex(of: 0x0A).map { $0 + 1 } ?? prefix.startIndex
+            let column = 1 + prefix.distance(from: lineStart, to: prefix.endIndex)
+            return "not valid JSON: \(reason) (line \(line), column \(column))"
+        }
     }
 
     /// Turns a `DecodingError` into one line naming the JSON path, e.g.
