@@ -46,12 +46,14 @@ public struct EquivocationProof: Sendable, Equatable {
 /// whatever it persists for this step (persist before send), and dropping any of them is safe
 /// (the protocol retransmits), but they must not be altered.
 public struct ReplicaOutput: Sendable {
+    /// Records to make durable before any of `messages` is sent (persist before send).
+    public var persist: [PersistRecord] = []
     public var messages: [Outbound] = []
     public var deliveries: [Delivery] = []
     public var events: [ReplicaEvent] = []
     public init() {}
 
-    public var isEmpty: Bool { messages.isEmpty && deliveries.isEmpty && events.isEmpty }
+    public var isEmpty: Bool { persist.isEmpty && messages.isEmpty && deliveries.isEmpty && events.isEmpty }
 }
 
 /// Per-slot log entry for one sequence number inside the watermark window.
@@ -139,20 +141,20 @@ public struct Replica {
 
     // MARK: View state (§4.4)
     /// Current view, or the view being moved to while a view change is in progress.
-    public private(set) var view: ViewNum = 0
+    public internal(set) var view: ViewNum = 0
     /// False between sending VIEW-CHANGE for `view` and installing its NEW-VIEW.
-    public private(set) var active = true
+    public internal(set) var active = true
     var viewChangeAttempts = 0
     var viewChanges: [ReplicaID: ViewChange] = [:]
-    public private(set) var lastNewView: NewView?
+    public internal(set) var lastNewView: NewView?
 
     // MARK: Log and execution (§4.2, §4.3)
     var slots: [SeqNum: Slot] = [:]
     /// Next sequence number the primary assigns.
     var nextSeq: SeqNum = 1
-    public private(set) var lastExecuted: SeqNum = 0
+    public internal(set) var lastExecuted: SeqNum = 0
     /// Requests delivered so far (the index of the last delivery).
-    public private(set) var executedCount: UInt64 = 0
+    public internal(set) var executedCount: UInt64 = 0
     var clients: [ClientID: ClientRecord] = [:]
     var pending: PendingRequests
     /// Highest timestamp per client assigned to a sequence number in this view but not yet executed.
@@ -161,8 +163,8 @@ public struct Replica {
     var proposalsDeferred = false
 
     // MARK: Checkpoints (§4.3)
-    public private(set) var stableSeq: SeqNum = 0
-    public private(set) var stableDigest: Digest
+    public internal(set) var stableSeq: SeqNum = 0
+    public internal(set) var stableDigest: Digest
     var stableProof: [Checkpoint] = []
     /// Checkpoint state at `stableSeq`, if this replica has it (served to others by state transfer).
     var stableState: [UInt8]?
@@ -170,7 +172,7 @@ public struct Replica {
     var checkpointVotes: [SeqNum: [ReplicaID: Checkpoint]] = [:]
 
     // MARK: Timers, in ticks
-    public private(set) var now: UInt64 = 0
+    public internal(set) var now: UInt64 = 0
     var viewChangeDeadline: UInt64?
     var lastProgressTick: UInt64 = 0
     var nextRetransmit: UInt64 = 0
@@ -179,9 +181,9 @@ public struct Replica {
     var lastFetchAnswered: [ReplicaID: UInt64] = [:]
 
     // MARK: Accounting
-    public private(set) var dropCounts: [String: Int] = [:]
+    public internal(set) var dropCounts: [String: Int] = [:]
     /// Proofs of equivocation, at most `maxEquivocationProofs` (one per replica/view/seq).
-    public private(set) var equivocationProofs: [EquivocationProof] = []
+    public internal(set) var equivocationProofs: [EquivocationProof] = []
     public let maxEquivocationProofs = 64
 
     public init(id: ReplicaID, config: ProtocolConfig, signer: any MessageSigner, application: any ReplicatedApplication) {
@@ -237,7 +239,7 @@ public struct Replica {
         proposalsDeferred = true
         for input in inputs {
             let o = step(input)
-            out.messages += o.messages; out.deliveries += o.deliveries; out.events += o.events
+            out.persist += o.persist; out.messages += o.messages; out.deliveries += o.deliveries; out.events += o.events
         }
         proposalsDeferred = false
         tryPropose(&out)
@@ -353,6 +355,7 @@ public struct Replica {
             let batch = cutBatch()
             if batch.isEmpty { return }
             let pp = sign(PrePrepare(view: view, seq: nextSeq, replica: id, requests: batch))
+            out.persist.append(.ownMessage(.prePrepare(pp)))
             nextSeq += 1
             send(.allReplicas, .prePrepare(pp), &out)
             acceptPrePrepare(pp, &out)
@@ -405,6 +408,10 @@ public struct Replica {
             }
             return
         }
+        if let mine = slots[pp.seq]?.prepares[id], mine.view == pp.view, mine.digest != pp.digest {
+            // We prepared another batch for this view and sequence before a restart: never contradict it.
+            return drop(.prePrepare, from, "conflicts_with_own_prepare", &out)
+        }
         acceptPrePrepare(pp, &out)
     }
 
@@ -426,6 +433,7 @@ public struct Replica {
         slots[pp.seq] = slot
         if pp.replica != id {
             let p = sign(Prepare(view: view, seq: pp.seq, digest: pp.digest, replica: id))
+            if slots[pp.seq]!.prepares[id] != p { out.persist.append(.ownMessage(.prepare(p))) }
             slots[pp.seq]!.prepares[id] = p
             send(.allReplicas, .prepare(p), &out)
         }
@@ -460,7 +468,9 @@ public struct Replica {
         guard matching.count >= 2 * f else { return }
         slot.prepared = true
         slot.preparedCertificate = PreparedCertificate(prePrepare: pp, prepares: Array(matching.prefix(2 * f)))
+        out.persist.append(.prepared(slot.preparedCertificate!))
         let c = sign(Commit(view: view, seq: seq, digest: d, replica: id))
+        out.persist.append(.ownMessage(.commit(c)))
         slot.commits[id] = c
         slots[seq] = slot
         send(.allReplicas, .commit(c), &out)
@@ -492,6 +502,7 @@ public struct Replica {
         guard matching.count >= config.quorum else { return }
         slot.committed = true
         slot.committedCertificate = CommittedCertificate(prePrepare: pp, commits: Array(matching.prefix(config.quorum)))
+        out.persist.append(.committed(slot.committedCertificate!))
         slots[seq] = slot
         executeReady(&out)
     }
@@ -633,10 +644,29 @@ public struct Replica {
         stableProof = proof
         stableState = state
         slots = slots.filter { $0.key > seq }
+        if let state { persistCheckpoint(seq: seq, digest: digest, proof: proof, state: state, &out) }
         checkpointVotes = checkpointVotes.filter { $0.key > seq }
         ownCheckpoints = ownCheckpoints.filter { $0.key > seq }
         if nextSeq <= seq { nextSeq = seq + 1 }
         out.events.append(.checkpointStable(seq: seq, digest: digest))
+    }
+
+    /// A checkpoint record lets the log drop everything before it, so everything still needed
+    /// above the checkpoint is written again after it: the log from a checkpoint record on is
+    /// enough to recover.
+    func persistCheckpoint(seq: SeqNum, digest: Digest, proof: [Checkpoint], state: [UInt8], _ out: inout ReplicaOutput) {
+        out.persist.append(.checkpoint(seq: seq, digest: digest, proof: proof, state: state))
+        out.persist.append(.view(view, active: active))
+        if let nv = lastNewView { out.persist.append(.newView(nv)) }
+        for seq in slots.keys.sorted() {
+            guard let slot = slots[seq] else { continue }
+            if let pp = slot.prePrepare, pp.replica == id { out.persist.append(.ownMessage(.prePrepare(pp))) }
+            if let p = slot.prepares[id] { out.persist.append(.ownMessage(.prepare(p))) }
+            if let c = slot.commits[id] { out.persist.append(.ownMessage(.commit(c))) }
+            if let cert = slot.preparedCertificate { out.persist.append(.prepared(cert)) }
+            if let cert = slot.committedCertificate { out.persist.append(.committed(cert)) }
+        }
+        if let vc = viewChanges[id] { out.persist.append(.ownMessage(.viewChange(vc))) }
     }
 
     // MARK: - Catch-up and state transfer
@@ -717,6 +747,7 @@ public struct Replica {
             makeStable(seq: st.seq, digest: digest, proof: st.proof, state: st.state, &out)
         } else if st.seq == stableSeq {
             stableState = st.state
+            persistCheckpoint(seq: st.seq, digest: digest, proof: st.proof, state: st.state, &out)
         }
         out.events.append(.stateTransferred(seq: st.seq))
         executeReady(&out)
@@ -754,6 +785,7 @@ public struct Replica {
             }
             slot.committed = true
             slot.committedCertificate = cert
+            out.persist.append(.committed(cert))
             slots[seq] = slot
         }
         executeReady(&out)
@@ -794,6 +826,8 @@ public struct Replica {
                                  checkpointProof: stableProof, prepared: certs, replica: id))
         viewChanges = viewChanges.filter { $0.value.newView > newView }
         viewChanges[id] = vc
+        out.persist.append(.view(newView, active: false))
+        out.persist.append(.ownMessage(.viewChange(vc)))
         send(.allReplicas, .viewChange(vc), &out)
         viewChangeDeadline = nil
         viewChangeAttempts += 1
@@ -918,6 +952,8 @@ public struct Replica {
     mutating func installNewView(_ nv: NewView, _ out: inout ReplicaOutput) {
         active = true
         lastNewView = nv
+        out.persist.append(.view(nv.view, active: true))
+        out.persist.append(.newView(nv))
         viewChangeDeadline = nil
         viewChanges = viewChanges.filter { $0.value.newView > nv.view }
         out.events.append(.newViewInstalled(view: nv.view))

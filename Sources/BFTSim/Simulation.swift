@@ -1,3 +1,4 @@
+import Foundation
 import BFTCore
 import BFTCrypto
 
@@ -17,9 +18,10 @@ public struct Scenario: Sendable, CustomStringConvertible {
     public var maxDelayTicks: Int
     /// Partitions during the fault phase: (start, end, isolated replicas, one-way?).
     public var partitions: [(start: UInt64, end: UInt64, isolated: [ReplicaID], oneWay: Bool)]
-    /// Crashes during the fault phase: (replica, down from, up at). A recovered replica keeps its
-    /// state, as a node with a write-ahead log does.
-    public var crashes: [(replica: ReplicaID, from: UInt64, to: UInt64)]
+    /// Crashes during the fault phase: (replica, down from, up at, amnesia). Without amnesia the
+    /// replica keeps its memory (a pause); with amnesia it restarts empty and recovers from the
+    /// records it persisted, as a node does from its write-ahead log.
+    public var crashes: [(replica: ReplicaID, from: UInt64, to: UInt64, amnesia: Bool)]
     public var byzantine: [(replica: ReplicaID, mode: ByzantineMode)]
     public var useEd25519: Bool
 
@@ -45,7 +47,7 @@ public struct Scenario: Sendable, CustomStringConvertible {
         }
         for _ in 0..<rng.int(0...2) {
             let start = UInt64(rng.int(0...Int(faultTicks)))
-            s.crashes.append((rng.int(0...(n - 1)), start, min(faultTicks, start + UInt64(rng.int(50...600)))))
+            s.crashes.append((rng.int(0...(n - 1)), start, min(faultTicks, start + UInt64(rng.int(50...600))), rng.chance(0.5)))
         }
         let byzCount = rng.chance(0.6) ? rng.int(1...f) : 0
         var taken: Set<ReplicaID> = []
@@ -92,6 +94,10 @@ public final class Simulation {
     var orderCounter: UInt64 = 0
 
     var replicas: [Replica] = []
+    /// Each replica's persisted records since its last checkpoint record (its write-ahead log).
+    var persisted: [[[UInt8]]] = []
+    var replicaSigners: [any MessageSigner] = []
+    var restarts = 0
     var behaviours: [ByzantineBehaviour?] = []
     var verifiers: [MessageVerifier] = []
     var clients: [ClientCore] = []
@@ -148,7 +154,9 @@ public final class Simulation {
             checker = s
         }
         clientVerifier = MessageVerifier(checker: checker, clusterID: cfg.clusterID, replicaCount: cfg.n, clientCount: cfg.clientCount)
+        self.replicaSigners = replicaSigners
         for i in 0..<scenario.n {
+            persisted.append([])
             replicas.append(Replica(id: i, config: cfg, signer: replicaSigners[i], application: HashChainApplication()))
             verifiers.append(MessageVerifier(checker: checker, clusterID: cfg.clusterID, replicaCount: cfg.n, clientCount: cfg.clientCount))
             let byz = scenario.byzantine.first { $0.replica == i }
@@ -164,6 +172,8 @@ public final class Simulation {
             clientResults.append([:])
         }
     }
+
+    let debugEnabled = ProcessInfo.processInfo.environment["BFT_SIM_DEBUG"] != nil
 
     func isByzantine(_ r: ReplicaID) -> Bool { behaviours[r] != nil }
     var healed: Bool { now > scenario.faultTicks }
@@ -203,6 +213,7 @@ public final class Simulation {
             behaviours[r] = b
         } else {
             record(replica: r, output)
+            persist(replica: r, output.persist)
         }
         for o in messages {
             switch o.destination {
@@ -212,6 +223,45 @@ public final class Simulation {
             case .client(let c): send(from: .replica(r), to: .client(c), o.message)
             }
         }
+    }
+
+    /// Appends to the replica's log; a checkpoint record compacts everything before it, as the
+    /// node's write-ahead log does. Records go through their codec, as they would on disk.
+    func persist(replica r: ReplicaID, _ records: [PersistRecord]) {
+        for rec in records {
+            if case .checkpoint = rec { persisted[r].removeAll() }
+            persisted[r].append(rec.encoded())
+        }
+    }
+
+    /// A crash with amnesia: the replica restarts empty and recovers from its persisted records.
+    func restartFromLog(_ r: ReplicaID) {
+        restarts += 1
+        var fresh = Replica(id: r, config: config, signer: replicaSigners[r], application: HashChainApplication())
+        var records: [PersistRecord] = []
+        for bytes in persisted[r] {
+            guard let rec = try? PersistRecord.decode(bytes) else {
+                failures.append("replica \(r): a persisted record does not decode")
+                return
+            }
+            records.append(rec)
+        }
+        let out = fresh.recover(from: records)
+        let before = deliveries[r]
+        if debugEnabled {
+            print("t=\(now) restart r\(r): records \(records.count) recoveredExec \(fresh.lastExecuted) count \(fresh.executedCount) stable \(fresh.stableSeq) view \(fresh.view) active \(fresh.active); before: lastExec \(replicas[r].lastExecuted) count \(replicas[r].executedCount) stable \(replicas[r].stableSeq); recovered deliveries \(out.deliveries.count)")
+        }
+        for d in out.deliveries {
+            if let prior = before.first(where: { $0.index == d.index }), prior.digest != d.digest {
+                failures.append("replica \(r) re-executed index \(d.index) differently after recovery")
+            }
+        }
+        // Deliveries beyond what it had recorded (possible only if it crashed mid-step) are new.
+        let known = before.last?.index ?? 0
+        deliveries[r] += out.deliveries.filter { $0.index > known }
+        // Time continues from where the cluster is.
+        for _ in 0..<now { _ = fresh.tick() }
+        replicas[r] = fresh
     }
 
     func record(replica r: ReplicaID, _ output: ReplicaOutput) {
@@ -291,6 +341,15 @@ public final class Simulation {
             while let m = queue.peek(), m.at <= now {
                 _ = queue.pop()
                 deliver(m)
+            }
+            for c in scenario.crashes where c.amnesia && c.to == now && !isByzantine(c.replica) {
+                restartFromLog(c.replica)
+            }
+            if now == scenario.faultTicks + 1 {
+                // The heal brings back replicas whose crash outlasted the fault phase.
+                for c in scenario.crashes where c.amnesia && c.to > scenario.faultTicks && !isByzantine(c.replica) {
+                    restartFromLog(c.replica)
+                }
             }
             for r in 0..<scenario.n where !isDown(r) {
                 dispatch(from: r, replicas[r].tick())

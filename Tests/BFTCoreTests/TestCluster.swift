@@ -13,6 +13,8 @@ final class TestCluster {
     var deliveries: [[Delivery]]
     var events: [[ReplicaEvent]]
     var replies: [(replica: ReplicaID, reply: Reply)] = []
+    /// Each replica's persisted records, compacted at checkpoint records as the node's log is.
+    var persisted: [[PersistRecord]]
     /// Links that drop everything: (from, to).
     var cut: Set<[Int]> = []
     /// Replicas that receive nothing and whose ticks are skipped.
@@ -37,6 +39,16 @@ final class TestCluster {
         clientVerifier = MessageVerifier(checker: sigs, clusterID: cfg.clusterID, replicaCount: n, clientCount: clients)
         deliveries = Array(repeating: [], count: n)
         events = Array(repeating: [], count: n)
+        persisted = Array(repeating: [], count: n)
+    }
+
+    /// Replaces replica `r` with a fresh one recovered from its persisted records.
+    @discardableResult
+    func restart(_ r: ReplicaID) -> ReplicaOutput {
+        var fresh = Replica(id: r, config: config, signer: signatures.signer(for: .replica(r)), application: HashChainApplication())
+        let out = fresh.recover(from: persisted[r])
+        replicas[r] = fresh
+        return out
     }
 
     func signer(_ p: Principal) -> any MessageSigner { signatures.signer(for: p) }
@@ -55,6 +67,10 @@ final class TestCluster {
     func inject(_ m: Message, from: Principal, to: ReplicaID) { queue.append((from, .replica(to), m)) }
 
     func absorb(_ r: ReplicaID, _ out: ReplicaOutput) {
+        for rec in out.persist {
+            if case .checkpoint = rec { persisted[r].removeAll() }
+            persisted[r].append(rec)
+        }
         deliveries[r] += out.deliveries
         events[r] += out.events
         for o in out.messages {

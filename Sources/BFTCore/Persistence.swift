@@ -1,0 +1,148 @@
+import BFTCrypto
+
+/// What a replica must remember across a crash so that it never contradicts what it signed and
+/// never forgets what it prepared or committed (§4.1 assumes stable storage for this).
+///
+/// The core emits these in `ReplicaOutput.persist`; the node writes them to its write-ahead log
+/// and syncs before sending the step's messages. `Replica.recover(from:)` rebuilds the replica
+/// from the records that follow the last `.checkpoint`.
+public enum PersistRecord: Sendable, Equatable {
+    /// A stable checkpoint whose state this replica holds: the base of recovery (compaction point).
+    case checkpoint(seq: SeqNum, digest: Digest, proof: [Checkpoint], state: [UInt8])
+    /// The view this replica is in, and whether it is active in it or changing to it.
+    case view(ViewNum, active: Bool)
+    /// A protocol message this replica signed (pre-prepare, prepare, commit, view change).
+    case ownMessage(Message)
+    /// A prepared certificate (must survive a crash: view changes report it).
+    case prepared(PreparedCertificate)
+    /// A committed certificate (re-executed on recovery).
+    case committed(CommittedCertificate)
+    /// The NEW-VIEW this replica installed.
+    case newView(NewView)
+
+    enum Tag: UInt8 { case checkpoint = 1, view, ownMessage, prepared, committed, newView }
+
+    public func encoded() -> [UInt8] {
+        var w = WireWriter(capacity: 256)
+        switch self {
+        case .checkpoint(let seq, let digest, let proof, let state):
+            w.u8(Tag.checkpoint.rawValue); w.u64(seq); w.digest(digest); encodeList(proof, into: &w); w.blob(state)
+        case .view(let v, let active):
+            w.u8(Tag.view.rawValue); w.u64(v); w.bool(active)
+        case .ownMessage(let m):
+            w.u8(Tag.ownMessage.rawValue); w.u8(m.kind.rawValue); w.blob(m.encoded())
+        case .prepared(let cert):
+            w.u8(Tag.prepared.rawValue); cert.encode(into: &w)
+        case .committed(let cert):
+            w.u8(Tag.committed.rawValue); cert.prePrepare.encode(into: &w); encodeList(cert.commits, into: &w)
+        case .newView(let nv):
+            w.u8(Tag.newView.rawValue); nv.encode(into: &w)
+        }
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8], limits: MessageLimits = .default) throws(DecodeError) -> PersistRecord {
+        var r = WireReader(bytes)
+        let record: PersistRecord
+        switch Tag(rawValue: try r.u8()) {
+        case .checkpoint:
+            let seq = try r.u64(), digest = try r.digest()
+            let proof: [Checkpoint] = try decodeList(&r, field: "proof", limit: limits.maxProofMessages, limits: limits)
+            record = .checkpoint(seq: seq, digest: digest, proof: proof, state: try r.blob(field: "state", limit: limits.maxStateBytes))
+        case .view:
+            record = .view(try r.u64(), active: try r.bool())
+        case .ownMessage:
+            let kind = try r.u8()
+            let body = try r.blob(field: "message", limit: limits.maxStateBytes)
+            record = .ownMessage(try Message.decode(kind: kind, body: body, limits: limits))
+        case .prepared:
+            record = .prepared(try PreparedCertificate.decode(&r, limits: limits))
+        case .committed:
+            let pp = try PrePrepare.decodeInline(&r, limits: limits)
+            let commits: [Commit] = try decodeList(&r, field: "commits", limit: limits.maxProofMessages, limits: limits)
+            record = .committed(CommittedCertificate(prePrepare: pp, commits: commits))
+        case .newView:
+            record = .newView(try NewView.decodeInline(&r, limits: limits))
+        case nil:
+            throw .invalidValue("persist record tag")
+        }
+        try r.finish()
+        return record
+    }
+}
+
+extension Replica {
+    /// Rebuilds a freshly made replica from its persisted records (oldest first): restores the
+    /// last stable checkpoint's state, re-executes the committed certificates after it, and
+    /// restores its view, its own signed messages and its prepared certificates, so that it
+    /// resends rather than contradicts what it signed before the crash. Returns the deliveries
+    /// re-executed (the caller reconciles its deliver log with them); no message is sent.
+    public mutating func recover(from records: [PersistRecord]) -> ReplicaOutput {
+        var out = ReplicaOutput()
+        let base = records.lastIndex { if case .checkpoint = $0 { return true }; return false }
+        if let base, case .checkpoint(let seq, let digest, let proof, let state) = records[base] {
+            if (try? restoreCheckpointState(state)) != nil {
+                lastExecuted = seq
+                stableSeq = seq
+                stableDigest = digest
+                stableProof = proof
+                stableState = state
+                nextSeq = seq + 1
+            }
+        }
+        for record in records[(base.map { $0 + 1 } ?? 0)...] {
+            switch record {
+            case .checkpoint: break
+            case .view(let v, let isActive):
+                view = v
+                active = isActive
+            case .ownMessage(let m):
+                switch m {
+                case .prePrepare(let pp) where pp.seq > stableSeq:
+                    slots[pp.seq, default: Slot()].prePrepare = pp
+                    slots[pp.seq]!.digest = pp.digest
+                    nextSeq = max(nextSeq, pp.seq + 1)
+                case .prepare(let p) where p.seq > stableSeq:
+                    slots[p.seq, default: Slot()].prepares[id] = p
+                case .commit(let c) where c.seq > stableSeq:
+                    slots[c.seq, default: Slot()].commits[id] = c
+                case .viewChange(let vc):
+                    viewChanges[id] = vc
+                default: break
+                }
+            case .prepared(let cert) where cert.prePrepare.seq > stableSeq:
+                slots[cert.prePrepare.seq, default: Slot()].preparedCertificate = cert
+            case .committed(let cert) where cert.prePrepare.seq > stableSeq:
+                slots[cert.prePrepare.seq, default: Slot()].committed = true
+                slots[cert.prePrepare.seq]!.committedCertificate = cert
+            case .newView(let nv):
+                lastNewView = nv
+                if nv.replica == id {
+                    for pp in nv.prePrepares where pp.seq > stableSeq {
+                        slots[pp.seq, default: Slot()].prePrepare = pp
+                        slots[pp.seq]!.digest = pp.digest
+                        nextSeq = max(nextSeq, pp.seq + 1)
+                    }
+                }
+            default: break
+            }
+        }
+        // Slots of the current view resume where they were: prepared ones keep their certificate.
+        for seq in slots.keys.sorted() {
+            guard var slot = slots[seq] else { continue }
+            if let cert = slot.preparedCertificate, cert.prePrepare.view == view {
+                slot.prePrepare = cert.prePrepare
+                slot.digest = cert.prePrepare.digest
+                slot.prepared = true
+                for p in cert.prepares { slot.prepares[p.replica] = p }
+            }
+            slots[seq] = slot
+        }
+        if !active, let mine = viewChanges[id], mine.newView == view { viewChangeAttempts = 1 }
+        executeReady(&out)
+        lastProgressTick = now
+        out.messages = []
+        out.persist = []
+        return out
+    }
+}
