@@ -605,6 +605,16 @@ public struct Replica {
         let cp = sign(Checkpoint(seq: seq, digest: digest, replica: id))
         checkpointVotes[seq, default: [:]][id] = cp
         send(.allReplicas, .checkpoint(cp), &out)
+        if seq == stableSeq && stableState == nil {
+            // We adopted this checkpoint as stable before reaching it (from a NEW-VIEW or from
+            // 2f+1 CHECKPOINTs); now that we reached it ourselves we can serve its state.
+            if digest == stableDigest {
+                stableState = state
+                persistCheckpoint(seq: seq, digest: digest, proof: stableProof, state: state, &out)
+            } else {
+                out.events.append(.checkpointMismatch(seq: seq))
+            }
+        }
         checkStable(seq, &out)
     }
 
@@ -685,7 +695,9 @@ public struct Replica {
     mutating func onStatus(_ s: Status, _ out: inout ReplicaOutput) {
         guard s.replica != id else { return }
         let stalled = now >= lastProgressTick + config.retransmitTicks
-        if (s.lastExecuted > lastExecuted && stalled) || s.stableSeq > lastExecuted || s.view > view {
+        // Behind our own stable checkpoint, only a peer at or past it can help.
+        let canHelp = lastExecuted >= stableSeq || s.stableSeq >= stableSeq
+        if canHelp && ((s.lastExecuted > lastExecuted && stalled) || s.stableSeq > lastExecuted || s.view > view) {
             requestFetch(from: s.replica, &out)
         }
     }
@@ -773,10 +785,19 @@ public struct Replica {
         for cert in cu.entries.sorted(by: { $0.prePrepare.seq < $1.prePrepare.seq }) {
             let seq = cert.prePrepare.seq
             guard seq > lastExecuted else { continue }
-            guard inWindow(seq) else { break }
             guard validCommittedCertificate(cert) else {
                 return drop(.catchUp, .replica(cu.replica), "invalid_committed_certificate", &out)
             }
+            if seq <= stableSeq {
+                // Behind a checkpoint we adopted without its state: the log below it is gone, so
+                // execute in order directly; reaching the checkpoint then recovers its state.
+                guard seq == lastExecuted + 1 else { break }
+                out.persist.append(.committed(cert))
+                execute(cert.prePrepare, &out)
+                lastProgressTick = now
+                continue
+            }
+            guard inWindow(seq) else { break }
             var slot = slots[seq] ?? Slot()
             if let mine = slot.committedCertificate, mine.prePrepare.digest != cert.prePrepare.digest {
                 // Two committed certificates for one sequence number cannot both be valid with

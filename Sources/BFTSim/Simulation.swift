@@ -285,6 +285,13 @@ public final class Simulation {
     }
 
     func deliver(_ m: InFlight) {
+        if debugEnabled && healed {
+            switch m.message.kind {
+            case .fetch, .stateTransfer, .catchUp, .newView, .viewChange:
+                print("t=\(now) \(m.from) -> \(m.to) \(m.message.kind)")
+            default: break
+            }
+        }
         trace.mix(m.at); trace.mix(UInt64(m.message.kind.rawValue))
         switch m.to {
         case .replica(let r):
