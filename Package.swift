@@ -36,18 +36,19 @@ let package = Package(
         .target(name: "CBFTCryptoShim", dependencies: ["COpenSSL"], linkerSettings: [.linkedLibrary("crypto")]),
         .target(name: "BFTCrypto", dependencies: ["CBFTCryptoShim"]),
         .target(name: "BFTCore", dependencies: ["BFTCrypto"]),
-        .target(name: "BFTSim", dependencies: ["BFTCore", "BFTCrypto"]),
+        .target(name: "BFTByzantine", dependencies: ["BFTCore", "BFTCrypto"]),
+        .target(name: "BFTSim", dependencies: ["BFTCore", "BFTCrypto", "BFTByzantine"]),
         .executableTarget(name: "bft-sim", dependencies: [
             "BFTSim", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .target(name: "BFTNode", dependencies: [
-            "BFTCore", "BFTCrypto",
+            "BFTCore", "BFTCrypto", "BFTByzantine",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "bft-node", dependencies: [
-            "BFTNode", "BFTCore", "BFTCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "BFTNode", "BFTCore", "BFTCrypto", "BFTByzantine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "bft-client", dependencies: [
             "BFTNode", "BFTCore", "BFTCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -64,7 +65,7 @@ let package = Package(
         ]),
         .testTarget(name: "BFTCryptoTests", dependencies: ["BFTCrypto"]),
         .testTarget(name: "BFTCoreTests", dependencies: ["BFTCore", "BFTCrypto"]),
-        .testTarget(name: "BFTSimTests", dependencies: ["BFTSim", "BFTCore"]),
+        .testTarget(name: "BFTSimTests", dependencies: ["BFTSim", "BFTCore", "BFTByzantine"]),
         .testTarget(name: "BFTNodeTests", dependencies: [
             "BFTNode", "BFTCore", "BFTCrypto",
             .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import Foundation
+import BFTByzantine
 import BFTCore
 import BFTCrypto
 
@@ -160,7 +161,7 @@ public final class Simulation {
             replicas.append(Replica(id: i, config: cfg, signer: replicaSigners[i], application: HashChainApplication()))
             verifiers.append(MessageVerifier(checker: checker, clusterID: cfg.clusterID, replicaCount: cfg.n, clientCount: cfg.clientCount))
             let byz = scenario.byzantine.first { $0.replica == i }
-            behaviours.append(byz.map { ByzantineBehaviour(mode: $0.mode, id: i, config: cfg, signer: replicaSigners[i], rng: rng.fork()) })
+            behaviours.append(byz.map { ByzantineBehaviour(mode: $0.mode, id: i, config: cfg, signer: replicaSigners[i], seed: rng.next()) })
             deliveries.append([])
         }
         for c in 0..<scenario.clients {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BFTByzantine
 import BFTCore
 import BFTCrypto
 import BFTNode
@@ -39,6 +40,9 @@ struct BFTNodeCommand: ParsableCommand {
     @Option(help: "Address to listen on instead of the configured host (e.g. 0.0.0.0 in a container).")
     var listen: String?
 
+    @Option(help: ArgumentHelp("TEST ONLY: misbehave as a Byzantine replica: \(ByzantineMode.allCases.map(\.rawValue).joined(separator: ", ")). Refused unless the environment has BFT_ALLOW_BYZANTINE=1.", valueName: "mode"))
+    var byzantine: String?
+
     @Option(name: .customLong("log-level"), help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "notice"
 
@@ -55,6 +59,17 @@ struct BFTNodeCommand: ParsableCommand {
             return h
         }
         let logger = Logger(label: "bft-node")
+        var byzantineMode: ByzantineMode?
+        if let byzantine {
+            guard let mode = ByzantineMode(rawValue: byzantine) else {
+                fail("unknown --byzantine mode '\(byzantine)' (\(ByzantineMode.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            guard ProcessInfo.processInfo.environment["BFT_ALLOW_BYZANTINE"] == "1" else {
+                fail("--byzantine is for tests only; set BFT_ALLOW_BYZANTINE=1 to confirm")
+            }
+            byzantineMode = mode
+            logger.critical("THIS REPLICA IS BYZANTINE (test mode '\(mode.rawValue)'): it will deliberately break the protocol")
+        }
         let cluster: ClusterConfiguration
         let privateKey: BFTCrypto.Ed25519PrivateKey
         do {
@@ -79,7 +94,8 @@ struct BFTNodeCommand: ParsableCommand {
         let node: ReplicaNode
         do {
             node = try ReplicaNode(configuration: cluster, id: id, key: privateKey, application: application,
-                                   dataDirectory: data, deliverLogPath: deliverLog, logger: logger, listenHost: listen)
+                                   dataDirectory: data, deliverLogPath: deliverLog, logger: logger, listenHost: listen,
+                                   byzantine: byzantineMode)
             try node.start()
         } catch {
             fail("cannot start replica \(id): \(error)")

@@ -1,4 +1,5 @@
 import BFTCore
+import BFTByzantine
 import BFTSim
 import Testing
 

@@ -66,18 +66,22 @@ class Cluster:
     def deliver_log(self, i):
         return os.path.join(self.data(i), "deliver.log")
 
-    def start(self, i):
+    def start(self, i, byzantine=None):
         os.makedirs(self.data(i), exist_ok=True)
         log = open(os.path.join(self.data(i), "node.log"), "ab")
-        self.procs[i] = subprocess.Popen(
-            [self.exe("bft-node"), "--config", self.config, "--id", str(i), "--key",
-             os.path.join(self.keys, f"replica-{i}.pem"), "--data", self.data(i), "--app", self.app,
-             "--deliver-log", self.deliver_log(i), "--log-level", "info"],
-            stdout=log, stderr=log)
+        args = [self.exe("bft-node"), "--config", self.config, "--id", str(i), "--key",
+                os.path.join(self.keys, f"replica-{i}.pem"), "--data", self.data(i), "--app", self.app,
+                "--deliver-log", self.deliver_log(i), "--log-level", "info"]
+        env = dict(os.environ)
+        if byzantine:
+            args += ["--byzantine", byzantine]
+            env["BFT_ALLOW_BYZANTINE"] = "1"
+        self.procs[i] = subprocess.Popen(args, stdout=log, stderr=log, env=env)
 
-    def start_all(self):
+    def start_all(self, byzantine=None):
+        """byzantine: optional (replica, mode)."""
         for i in range(self.n):
-            self.start(i)
+            self.start(i, byzantine[1] if byzantine and byzantine[0] == i else None)
         time.sleep(0.5)
         for i, p in self.procs.items():
             assert p.poll() is None, f"replica {i} exited at start: {self.tail(i)}"
@@ -244,7 +248,44 @@ def test_hostile_frames_do_not_disturb(bin_dir, root):
         c.stop_all()
 
 
-TESTS = [test_concurrent_clients_identical_logs, test_kill_primary_view_change, test_hostile_frames_do_not_disturb]
+def byzantine_primary_test(mode, requests, expect_view_change):
+    def test(bin_dir, root):
+        """One Byzantine primary in `mode`; two honest clients; the correct replicas agree and serve everyone."""
+        c = Cluster(bin_dir, root, extra_protocol={"viewChangeTimeoutMs": 800})
+        try:
+            c.start_all(byzantine=(0, mode))
+            procs = [c.client_async(j, [f"SET {mode}{j}-{k} {k}" for k in range(requests)]) for j in range(2)]
+            for j, p in enumerate(procs):
+                out, err = p.communicate(timeout=240)
+                assert p.returncode == 0, f"honest client {j} failed with a {mode} primary: {err[-300:]}"
+                assert len(out.splitlines()) == requests
+            wait_until(lambda: all(len(c.read_log(i)) >= 2 * requests for i in (1, 2, 3)), 30,
+                       "correct replicas to deliver every honest request")
+            logs = assert_logs_agree(c, (1, 2, 3), expect_equal_length=False)
+            keys = {(e["client"], e["timestamp"]) for e in logs[1]}
+            assert len(keys) == 2 * requests
+            if expect_view_change:
+                wait_until(lambda: all((c.status(i) or {}).get("view", 0) >= 1 for i in (1, 2, 3)), 10,
+                           f"a view change away from the {mode} primary")
+            assert c.procs[0].poll() is None, "the Byzantine replica crashed itself"
+        finally:
+            c.stop_all()
+    test.__name__ = f"test_byzantine_primary_{mode.replace('-', '_')}"
+    return test
+
+
+BYZANTINE = [
+    byzantine_primary_test("silent", 20, True),
+    byzantine_primary_test("equivocate", 20, True),
+    byzantine_primary_test("selective", 20, False),
+    byzantine_primary_test("slow", 4, False),
+    byzantine_primary_test("bad-signatures", 20, True),
+    byzantine_primary_test("replay", 20, False),
+    byzantine_primary_test("bogus-view-change", 20, False),
+    byzantine_primary_test("out-of-window", 20, False),
+]
+
+TESTS = [test_concurrent_clients_identical_logs, test_kill_primary_view_change, test_hostile_frames_do_not_disturb] + BYZANTINE
 
 
 def main():

@@ -1,3 +1,4 @@
+import BFTByzantine
 import BFTCore
 import BFTCrypto
 import Foundation
@@ -36,6 +37,8 @@ public final class ReplicaNode: @unchecked Sendable {
     var clientConnections: [ClientID: ConnectionID] = [:]
     var lastStatusWrite = NIODeadline.now()
     var tickTask: RepeatedTask?
+    /// Test-only Byzantine behaviour wrapped around the honest replica (`--byzantine`).
+    var byzantine: ByzantineBehaviour?
 
     /// Verified messages waiting for the core thread. Bounded by `maxInboxMessages`; above it,
     /// frames stay unreleased in the transport, which stops reading (backpressure).
@@ -47,7 +50,7 @@ public final class ReplicaNode: @unchecked Sendable {
 
     public init(configuration: ClusterConfiguration, id: ReplicaID, key: Ed25519PrivateKey,
                 application: any ReplicatedApplication, dataDirectory: String, deliverLogPath: String?,
-                logger: Logger, listenHost: String? = nil) throws {
+                logger: Logger, listenHost: String? = nil, byzantine: ByzantineMode? = nil) throws {
         self.id = id
         self.configuration = configuration
         self.dataDirectory = dataDirectory
@@ -59,6 +62,9 @@ public final class ReplicaNode: @unchecked Sendable {
         self.verifier = MessageVerifier(checker: configuration.keyring(), clusterID: proto.clusterID,
                                         replicaCount: proto.n, clientCount: proto.clientCount)
         self.replica = Replica(id: id, config: proto, signer: Ed25519MessageSigner(key: key), application: application)
+        self.byzantine = byzantine.map {
+            ByzantineBehaviour(mode: $0, id: id, config: proto, signer: Ed25519MessageSigner(key: key), seed: UInt64(id) &+ 0xB12)
+        }
         self.deliverLog = try deliverLogPath.map { try DeliverLog(path: $0) }
         self.ioGroup = MultiThreadedEventLoopGroup(numberOfThreads: max(System.coreCount, 1))
         self.coreGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -143,6 +149,7 @@ public final class ReplicaNode: @unchecked Sendable {
         if batch.isEmpty { return }
         for (m, conn, _) in batch {
             if case .request(let r) = m.message { clientConnections[r.client] = conn }
+            byzantine?.observe(m.message)
         }
         let out = replica.step(batch.map(\.0))
         for (_, _, frame) in batch { transport.release(frame) }
@@ -172,7 +179,12 @@ public final class ReplicaNode: @unchecked Sendable {
             counters.withLock { $0.delivered += out.deliveries.count }
         }
         for e in out.events { log(e) }
-        for o in out.messages {
+        var messages = out.messages
+        if var b = byzantine {
+            messages = b.transform(messages, replica: replica)
+            byzantine = b
+        }
+        for o in messages {
             let kind = o.message.kind.rawValue
             var buf = ByteBufferAllocator().buffer(capacity: 0)
             buf.writeBytes(o.message.encoded())

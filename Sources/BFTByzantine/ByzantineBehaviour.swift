@@ -2,8 +2,9 @@ import BFTCore
 import BFTCrypto
 
 /// Byzantine behaviours, each a wrapper around the honest replica: the honest code runs
-/// unchanged and the wrapper rewrites, withholds or adds to what it sends. The wrapper only
-/// ever holds its own replica's signer, so it can lie but cannot forge anyone else.
+/// unchanged and the wrapper rewrites, withholds, delays or adds to what it sends. The wrapper
+/// only ever holds its own replica's signer, so it can lie but cannot forge anyone else.
+/// The simulator uses them, and `bft-node --byzantine MODE` (test-only) runs them for real.
 public enum ByzantineMode: String, CaseIterable, Sendable {
     /// As primary, sends different pre-prepares for the same sequence number to different backups.
     case equivocate
@@ -11,6 +12,8 @@ public enum ByzantineMode: String, CaseIterable, Sendable {
     case silent
     /// As primary, sends pre-prepares to only some backups.
     case selective
+    /// As primary, holds each pre-prepare for most of the view-change timeout before sending it.
+    case slow
     /// Corrupts the signature of a share of everything it sends.
     case badSignatures = "bad-signatures"
     /// Resends stale messages of earlier views and sequence numbers.
@@ -27,13 +30,19 @@ public struct ByzantineBehaviour {
     let id: ReplicaID
     let config: ProtocolConfig
     let signer: any MessageSigner
-    var rng: SimRandom
+    var rng: SplitMix64
     /// Messages seen or sent earlier, for replay (bounded).
     var history: [Message] = []
     let historyLimit = 256
 
-    public init(mode: ByzantineMode, id: ReplicaID, config: ProtocolConfig, signer: any MessageSigner, rng: SimRandom) {
-        self.mode = mode; self.id = id; self.config = config; self.signer = signer; self.rng = rng
+    /// Pre-prepares held back by `slow`, with the tick at which they leave.
+    var delayed: [(due: UInt64, outbound: Outbound)] = []
+    /// Ticks `slow` holds a pre-prepare: just under the view-change timeout.
+    public var slowDelayTicks: UInt64
+
+    public init(mode: ByzantineMode, id: ReplicaID, config: ProtocolConfig, signer: any MessageSigner, seed: UInt64) {
+        self.mode = mode; self.id = id; self.config = config; self.signer = signer; self.rng = SplitMix64(seed: seed)
+        self.slowDelayTicks = config.viewChangeTimeoutTicks * 8 / 10
     }
 
     func sign<M: SignedMessage>(_ m: M) -> M { m.signed(with: signer, clusterID: config.clusterID) }
@@ -47,6 +56,10 @@ public struct ByzantineBehaviour {
     public mutating func transform(_ outputs: [Outbound], replica: Replica) -> [Outbound] {
         var result: [Outbound] = []
         let others = (0..<config.n).filter { $0 != id }
+        if mode == .slow {
+            let now = replica.now
+            while let first = delayed.first, first.due <= now { result.append(first.outbound); delayed.removeFirst() }
+        }
         for o in outputs {
             remember(o.message)
             switch mode {
@@ -67,6 +80,12 @@ public struct ByzantineBehaviour {
                 switch o.message {
                 case .prePrepare, .newView: continue
                 default: result.append(o)
+                }
+            case .slow:
+                if case .prePrepare = o.message, delayed.count < 4096 {
+                    delayed.append((replica.now + slowDelayTicks, o))
+                } else {
+                    result.append(o)
                 }
             case .selective:
                 if case .prePrepare = o.message, o.destination == .allReplicas {
@@ -156,4 +175,19 @@ public struct ByzantineBehaviour {
         out.append(Outbound(.allReplicas, .newView(nv)))
         return out
     }
+}
+
+/// SplitMix64, so a behaviour's choices are reproducible from a seed.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    public mutating func chance(_ p: Double) -> Bool { p > 0 && Double(next() >> 11) / Double(1 << 53) < p }
+    public mutating func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &self) }
 }
