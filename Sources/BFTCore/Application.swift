@@ -12,6 +12,13 @@ public protocol ReplicatedApplication: AnyObject {
     func restore(from snapshot: [UInt8]) throws
 }
 
+/// Optional: an application that wants to know about proven misbehaviour. The replica calls it
+/// once per proof, when it holds two validly signed, conflicting messages from one replica for
+/// the same view and sequence number — evidence a third party can check with the public keys.
+public protocol MisbehaviourObserver: AnyObject {
+    func observed(equivocation proof: EquivocationProof)
+}
+
 /// What the application learns about a request it executes.
 public struct ExecutionContext: Sendable {
     public let client: ClientID

@@ -285,6 +285,7 @@ public struct Replica {
         let proof = EquivocationProof(replica: replica, view: view, seq: seq, first: a, second: b)
         equivocationProofs.append(proof)
         out.events.append(.equivocation(proof))
+        (app as? MisbehaviourObserver)?.observed(equivocation: proof)
     }
 
     func inWindow(_ seq: SeqNum) -> Bool { seq > stableSeq && seq <= highWatermark }

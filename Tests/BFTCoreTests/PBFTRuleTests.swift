@@ -99,6 +99,7 @@ struct PBFTRuleTests {
         c.inject(.prePrepare(pp2), from: .replica(0), to: 1)
         c.run()
         #expect(c.replicas[1].equivocationProofs.count == 1)
+        #expect(c.observer(1).proofs.count == 1)  // the application hook was told
         #expect(c.replicas[1].equivocationProofs.first?.replica == 0)
         #expect(c.drops(1, reason: "equivocation") >= 1)
         // Only the first was prepared by replica 1: all deliveries (if any) are `a`.

@@ -13,6 +13,8 @@ final class TestCluster {
     var deliveries: [[Delivery]]
     var events: [[ReplicaEvent]]
     var replies: [(replica: ReplicaID, reply: Reply)] = []
+    var observers: [ObservingApplication]
+    func observer(_ r: ReplicaID) -> ObservingApplication { observers[r] }
     /// Each replica's persisted records, compacted at checkpoint records as the node's log is.
     var persisted: [[PersistRecord]]
     /// Links that drop everything: (from, to).
@@ -34,7 +36,9 @@ final class TestCluster {
         config = cfg
         let sigs = StandInSignatures(seed: 42, replicas: n, clients: clients)
         signatures = sigs
-        replicas = (0..<n).map { Replica(id: $0, config: cfg, signer: sigs.signer(for: .replica($0)), application: HashChainApplication()) }
+        let apps = (0..<n).map { _ in ObservingApplication() }
+        observers = apps
+        replicas = (0..<n).map { Replica(id: $0, config: cfg, signer: sigs.signer(for: .replica($0)), application: apps[$0]) }
         verifiers = (0..<n).map { _ in MessageVerifier(checker: sigs, clusterID: cfg.clusterID, replicaCount: n, clientCount: clients) }
         clientVerifier = MessageVerifier(checker: sigs, clusterID: cfg.clusterID, replicaCount: n, clientCount: clients)
         deliveries = Array(repeating: [], count: n)
@@ -119,4 +123,14 @@ final class TestCluster {
     }
 
     func delivered(_ r: ReplicaID) -> [Digest] { deliveries[r].map(\.digest) }
+}
+
+/// The hash-chain test application that also records equivocation proofs it is told about.
+final class ObservingApplication: ReplicatedApplication, MisbehaviourObserver {
+    let inner = HashChainApplication()
+    var proofs: [EquivocationProof] = []
+    func execute(_ operation: [UInt8], context: ExecutionContext) -> [UInt8] { inner.execute(operation, context: context) }
+    func snapshot() -> [UInt8] { inner.snapshot() }
+    func restore(from snapshot: [UInt8]) throws { try inner.restore(from: snapshot) }
+    func observed(equivocation proof: EquivocationProof) { proofs.append(proof) }
 }

@@ -152,6 +152,45 @@ struct NodeIntegrationTests {
         #expect(Self.waitUntil(5) { c.deliverLog(2).count == 2 })
     }
 
+    @Test("a client sending forged signatures is disconnected; one flooding requests is held to its window; honest clients are served")
+    func hostileClients() throws {
+        let c = try LocalCluster()
+        defer { c.shutdown() }
+        func frame(_ r: Request) -> [UInt8] {
+            var body = ByteBufferAllocator().buffer(capacity: 0)
+            body.writeBytes(r.encoded)
+            var f = ByteBufferAllocator().buffer(capacity: 0)
+            Frame.encode(kind: MessageKind.request.rawValue, clusterID: 5, body: body, into: &f)
+            return Array(f.readableBytesView)
+        }
+        // Forged: signed by client 0's key but claiming to be client 1.
+        var forged: [UInt8] = []
+        for t in 0..<20 {
+            forged += frame(Request(client: 1, timestamp: UInt64(5000 + t), sessionStart: true, operation: [1])
+                .signed(with: Ed25519MessageSigner(key: c.clientKeys[0]), clusterID: 5))
+        }
+        try RawSocket.send(port: c.configuration.address(of: 1).port, bytes: forged)
+        // Flood: 500 validly signed requests that all wait behind a missing timestamp.
+        var flood: [UInt8] = []
+        for t in 0..<500 {
+            flood += frame(Request(client: 1, timestamp: UInt64(10_000 + t), sessionStart: false, operation: [2])
+                .signed(with: Ed25519MessageSigner(key: c.clientKeys[1]), clusterID: 5))
+        }
+        try RawSocket.send(port: c.configuration.address(of: 2).port, bytes: flood)
+
+        let rt = c.client(0)
+        defer { rt.shutdown() }
+        for k in 0..<5 {
+            guard case .completed = rt.call(client: 0, operation: Array("SET h\(k) 1".utf8), timeout: .seconds(10)) else {
+                Issue.record("honest client not served"); return
+            }
+        }
+        #expect(Self.waitUntil(5) { (c.nodes[1]?.transportStats().closedByReason.values.reduce(0, +) ?? 0) >= 1 })
+        #expect((c.nodes[1]?.dropCounts()["bad_signature"] ?? 0) >= 8)
+        #expect(Self.waitUntil(5) { (c.nodes[2]?.dropCounts()["client_window_full"] ?? 0) >= 400 })
+        #expect(c.deliverLog(1).count == 5)
+    }
+
     @Test("§4.4 on the network: stopping the primary leads to a view change and further commits")
     func primaryStopViewChange() throws {
         let c = try LocalCluster(viewChangeTimeoutMs: 500)

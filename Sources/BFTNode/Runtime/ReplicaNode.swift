@@ -253,6 +253,12 @@ public final class ReplicaNode: @unchecked Sendable {
         }
     }
 
+    /// The transport's counters (frames, drops and closes by reason, connections).
+    public func transportStats() -> TransportStats { transport.stats() }
+
+    /// Drops counted by reason at the edge and by the core.
+    public func dropCounts() -> [String: Int] { counters.withLock { $0.droppedByReason } }
+
     /// Current status, read on the core thread.
     public func status() -> StatusReport {
         (try? coreLoop.submit { self.statusReport() }.wait()) ?? statusReport()
