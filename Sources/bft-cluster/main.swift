@@ -44,6 +44,17 @@ struct BFTClusterCommand: ParsableCommand {
         do { cluster = try ClusterConfiguration.load(path: configPath) } catch { fail("\(error)") }
         let selfPath = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         let node = nodeBinary ?? selfPath.deletingLastPathComponent().appendingPathComponent("bft-node").path
+        if !FileManager.default.isExecutableFile(atPath: node) && nodeBinary == nil
+            && FileManager.default.fileExists(atPath: "Package.swift") {
+            // `swift run bft-cluster` builds only this product: build the replica binary beside it.
+            let configuration = selfPath.deletingLastPathComponent().lastPathComponent == "release" ? "release" : "debug"
+            print("bft-node is not built yet; running 'swift build -c \(configuration) --product bft-node'")
+            let build = Process()
+            build.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            build.arguments = ["swift", "build", "-c", configuration, "--product", "bft-node"]
+            try? build.run()
+            build.waitUntilExit()
+        }
         guard FileManager.default.isExecutableFile(atPath: node) else {
             fail("bft-node not found at \(node) (build it with 'swift build' or pass --node-binary)")
         }
