@@ -134,6 +134,8 @@ public final class MessageVerifier: Sendable {
         switch message {
         case .request(let r):
             return verifyRequest(r) ? .success(VerifiedMessage(message)) : .failure(.badSignature(.request))
+        case .reply(let r):
+            return r.isCoveredBySignature && check(r) ? .success(VerifiedMessage(message)) : .failure(.badSignature(.reply))
         default:
             guard check(message.payload) else { return .failure(.badSignature(message.kind)) }
             guard nestedValid(message) else { return .failure(.badNestedSignature(message.kind)) }

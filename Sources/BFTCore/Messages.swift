@@ -29,16 +29,20 @@ public protocol SignedMessage: Sendable, Equatable {
     /// The principal whose key must have produced `signature`.
     var signer: Principal { get }
     func encodeFields(into w: inout WireWriter)
+    /// The fields the signature covers; all of them except where a message says otherwise.
+    func encodeSignedFields(into w: inout WireWriter)
     /// Decodes the fields (not the signature) from `r`.
     static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> Self
 }
 
 extension SignedMessage {
+    public func encodeSignedFields(into w: inout WireWriter) { encodeFields(into: &w) }
+
     public func signingBytes(clusterID: UInt32) -> [UInt8] {
         var w = WireWriter()
         w.u8(Self.kind.rawValue)
         w.u32(clusterID)
-        encodeFields(into: &w)
+        encodeSignedFields(into: &w)
         return w.bytes
     }
 
@@ -132,30 +136,63 @@ public struct Request: SignedMessage, Hashable {
     }
 }
 
-/// ⟨REPLY, v, t, c, i, r⟩σi.
+/// ⟨REPLY, v, t, c, i, r⟩σi, signed once per executed batch: `entries` lists the digest of
+/// (client, timestamp, result) of every request the batch executed, and the signature covers
+/// (view, seq, replica, entries) only. The reply is authentic for this client when the
+/// signature verifies and its own entry is in the list. One signature per batch instead of one
+/// per request removes most of the replicas' signing work.
 public struct Reply: SignedMessage, Hashable {
     public static let kind = MessageKind.reply
     public var view: ViewNum
+    /// Sequence number of the batch that executed the request (0 for a reply from the cache).
+    public var seq: SeqNum
     public var timestamp: UInt64
     public var client: ClientID
     public var replica: ReplicaID
     public var result: [UInt8]
+    public var entries: [Digest]
     public var signature: [UInt8] = []
 
-    public init(view: ViewNum, timestamp: UInt64, client: ClientID, replica: ReplicaID, result: [UInt8]) {
-        self.view = view; self.timestamp = timestamp; self.client = client; self.replica = replica; self.result = result
+    public init(view: ViewNum, timestamp: UInt64, client: ClientID, replica: ReplicaID, result: [UInt8],
+                seq: SeqNum = 0, entries: [Digest]? = nil) {
+        self.view = view; self.seq = seq; self.timestamp = timestamp; self.client = client; self.replica = replica
+        self.result = result
+        self.entries = entries ?? [Reply.entryDigest(client: client, timestamp: timestamp, result: result)]
     }
 
     public var signer: Principal { .replica(replica) }
 
+    public static func entryDigest(client: ClientID, timestamp: UInt64, result: [UInt8]) -> Digest {
+        var w = WireWriter(capacity: 16 + result.count)
+        w.u32(client); w.u64(timestamp); w.blob(result)
+        return SHA256.hash(w.bytes)
+    }
+
+    public var entryDigest: Digest { Reply.entryDigest(client: client, timestamp: timestamp, result: result) }
+
+    /// The reply's own entry is among the signed ones.
+    public var isCoveredBySignature: Bool { entries.contains(entryDigest) }
+
     public func encodeFields(into w: inout WireWriter) {
-        w.u64(view); w.u64(timestamp); w.u32(client); w.u16(UInt16(replica)); w.blob(result)
+        w.u64(view); w.u64(seq); w.u64(timestamp); w.u32(client); w.u16(UInt16(replica)); w.blob(result)
+        w.u32(UInt32(entries.count))
+        for e in entries { w.digest(e) }
+    }
+
+    public func encodeSignedFields(into w: inout WireWriter) {
+        w.u64(view); w.u64(seq); w.u16(UInt16(replica))
+        w.u32(UInt32(entries.count))
+        for e in entries { w.digest(e) }
     }
 
     public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> Reply {
-        let v = try r.u64(), t = try r.u64(), c = try r.u32(), i = try decodeReplica(&r)
+        let v = try r.u64(), n = try r.u64(), t = try r.u64(), c = try r.u32(), i = try decodeReplica(&r)
         let res = try r.blob(field: "result", limit: limits.maxResultBytes)
-        return Reply(view: v, timestamp: t, client: c, replica: i, result: res)
+        let k = try r.count(field: "entries", limit: limits.maxRequestsPerBatch, minElementBytes: Digest.byteCount)
+        var entries: [Digest] = []
+        entries.reserveCapacity(k)
+        for _ in 0..<k { entries.append(try r.digest()) }
+        return Reply(view: v, timestamp: t, client: c, replica: i, result: res, seq: n, entries: entries)
     }
 }
 

@@ -532,6 +532,7 @@ public struct Replica {
 
     mutating func execute(_ pp: PrePrepare, _ out: inout ReplicaOutput) {
         let seq = pp.seq
+        var replies: [Reply] = []
         for r in pp.requests {
             var record = clients[r.client] ?? ClientRecord()
             // Repeated or out-of-order timestamps are never executed: the client retransmits.
@@ -552,8 +553,19 @@ public struct Replica {
             if let p = proposedTimestamps[r.client], p <= r.timestamp { proposedTimestamps[r.client] = nil }
             out.deliveries.append(Delivery(index: executedCount, seq: seq, view: pp.view, client: r.client,
                                            timestamp: r.timestamp, digest: r.digest, result: result))
-            let reply = Reply(view: view, timestamp: r.timestamp, client: r.client, replica: id, result: result)
-            send(.client(r.client), .reply(sign(reply)), &out)
+            replies.append(Reply(view: view, timestamp: r.timestamp, client: r.client, replica: id, result: result, seq: seq))
+        }
+        if !replies.isEmpty {
+            // One signature for the whole batch's replies (it covers every reply's entry).
+            let entries = replies.map(\.entryDigest)
+            var signed = replies[0]
+            signed.entries = entries
+            signed = sign(signed)
+            for var reply in replies {
+                reply.entries = entries
+                reply.signature = signed.signature
+                send(.client(reply.client), .reply(reply), &out)
+            }
         }
         lastExecuted = seq
         if seq % config.checkpointInterval == 0 {

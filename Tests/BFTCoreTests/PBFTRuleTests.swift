@@ -29,6 +29,24 @@ struct PBFTRuleTests {
         #expect(done.count == 1 && done.first?.result == [1])
     }
 
+    @Test("§4.1 replies of one batch share one signature over all their entries; a reply not covered by it is refused")
+    func batchSignedReplies() {
+        let c = TestCluster()
+        let a = c.request(client: 0, timestamp: 1, sessionStart: true, op: "a")
+        let b = c.request(client: 1, timestamp: 1, sessionStart: true, op: "b")
+        let pp = c.sign(PrePrepare(view: 0, seq: 1, replica: 0, requests: [a, b]), as: .replica(0))
+        for i in 1..<4 { c.inject(.prePrepare(pp), from: .replica(0), to: i) }
+        c.run()
+        let fromReplica2 = c.replies.filter { $0.replica == 2 }.map(\.reply)
+        #expect(fromReplica2.count == 2)
+        #expect(Set(fromReplica2.map(\.signature)).count == 1)
+        #expect(fromReplica2.allSatisfy { $0.entries.count == 2 && $0.isCoveredBySignature })
+        var forged = fromReplica2[0]
+        forged.result = Array("forged".utf8)  // the signature still verifies, but the entry is not in it
+        if case .success = c.clientVerifier.verify(.reply(forged)) { Issue.record("reply outside the signed entries accepted") }
+        if case .failure = c.clientVerifier.verify(.reply(fromReplica2[1])) { Issue.record("genuine reply refused") }
+    }
+
     @Test("§4.1 a retransmitted request gets the cached reply and is never executed twice")
     func retransmissionGetsCachedReply() {
         let c = TestCluster()
