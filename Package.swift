@@ -36,13 +36,14 @@ let package = Package(
         .target(name: "CBFTCryptoShim", dependencies: ["COpenSSL"], linkerSettings: [.linkedLibrary("crypto")]),
         .target(name: "BFTCrypto", dependencies: ["CBFTCryptoShim"]),
         .target(name: "BFTCore", dependencies: ["BFTCrypto"]),
+        .target(name: "BFTStorage"),
         .target(name: "BFTByzantine", dependencies: ["BFTCore", "BFTCrypto"]),
         .target(name: "BFTSim", dependencies: ["BFTCore", "BFTCrypto", "BFTByzantine"]),
         .executableTarget(name: "bft-sim", dependencies: [
             "BFTSim", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .target(name: "BFTNode", dependencies: [
-            "BFTCore", "BFTCrypto", "BFTByzantine",
+            "BFTCore", "BFTCrypto", "BFTByzantine", "BFTStorage",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -64,6 +65,7 @@ let package = Package(
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),
         .testTarget(name: "BFTCryptoTests", dependencies: ["BFTCrypto"]),
+        .testTarget(name: "BFTStorageTests", dependencies: ["BFTStorage"]),
         .testTarget(name: "BFTCoreTests", dependencies: ["BFTCore", "BFTCrypto"]),
         .testTarget(name: "BFTSimTests", dependencies: ["BFTSim", "BFTCore", "BFTByzantine"]),
         .testTarget(name: "BFTNodeTests", dependencies: [
