@@ -43,6 +43,9 @@ struct BFTNodeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("TEST ONLY: misbehave as a Byzantine replica: \(ByzantineMode.allCases.map(\.rawValue).joined(separator: ", ")). Refused unless the environment has BFT_ALLOW_BYZANTINE=1.", valueName: "mode"))
     var byzantine: String?
 
+    @Option(help: "fdatasync the write-ahead log before sending (on), or not (off: for benchmarks only; a crash can then lose what this replica signed).")
+    var fsync: String = "on"
+
     @Option(name: .customLong("log-level"), help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "notice"
 
@@ -59,6 +62,7 @@ struct BFTNodeCommand: ParsableCommand {
             return h
         }
         let logger = Logger(label: "bft-node")
+        guard fsync == "on" || fsync == "off" else { fail("--fsync takes on or off") }
         var byzantineMode: ByzantineMode?
         if let byzantine {
             guard let mode = ByzantineMode(rawValue: byzantine) else {
@@ -95,7 +99,7 @@ struct BFTNodeCommand: ParsableCommand {
         do {
             node = try ReplicaNode(configuration: cluster, id: id, key: privateKey, application: application,
                                    dataDirectory: data, deliverLogPath: deliverLog, logger: logger, listenHost: listen,
-                                   byzantine: byzantineMode)
+                                   byzantine: byzantineMode, fsync: fsync == "on")
             try node.start()
         } catch {
             fail("cannot start replica \(id): \(error)")

@@ -30,6 +30,7 @@ public final class ReplicaNode: @unchecked Sendable {
     var coreLoop: EventLoop { coreGroup.next() }
     let tickInterval: TimeAmount
     let dataDirectory: String
+    let deliverLogPath: String?
 
     /// Touched only on the core loop.
     var replica: Replica
@@ -37,6 +38,8 @@ public final class ReplicaNode: @unchecked Sendable {
     var clientConnections: [ClientID: ConnectionID] = [:]
     var lastStatusWrite = NIODeadline.now()
     var tickTask: RepeatedTask?
+    /// The write-ahead log (nil only in tests that run without durability).
+    let durability: Durability?
     /// Test-only Byzantine behaviour wrapped around the honest replica (`--byzantine`).
     var byzantine: ByzantineBehaviour?
 
@@ -50,10 +53,12 @@ public final class ReplicaNode: @unchecked Sendable {
 
     public init(configuration: ClusterConfiguration, id: ReplicaID, key: Ed25519PrivateKey,
                 application: any ReplicatedApplication, dataDirectory: String, deliverLogPath: String?,
-                logger: Logger, listenHost: String? = nil, byzantine: ByzantineMode? = nil) throws {
+                logger: Logger, listenHost: String? = nil, byzantine: ByzantineMode? = nil,
+                durable: Bool = true, fsync: Bool = true) throws {
         self.id = id
         self.configuration = configuration
         self.dataDirectory = dataDirectory
+        self.deliverLogPath = deliverLogPath
         var logger = logger
         logger[metadataKey: "replica"] = "\(id)"
         self.logger = logger
@@ -66,6 +71,7 @@ public final class ReplicaNode: @unchecked Sendable {
             ByzantineBehaviour(mode: $0, id: id, config: proto, signer: Ed25519MessageSigner(key: key), seed: UInt64(id) &+ 0xB12)
         }
         self.deliverLog = try deliverLogPath.map { try DeliverLog(path: $0) }
+        self.durability = durable ? try Durability(directory: dataDirectory + "/wal", fsync: fsync, logger: logger) : nil
         self.ioGroup = MultiThreadedEventLoopGroup(numberOfThreads: max(System.coreCount, 1))
         self.coreGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var peers: [Int: (host: String, port: Int)] = [:]
@@ -87,7 +93,24 @@ public final class ReplicaNode: @unchecked Sendable {
         func deliver(_ frame: InboundFrame) { node?.onFrame(frame) }
     }
 
+    /// Rebuilds the replica from its write-ahead log and appends to the deliver log whatever the
+    /// crash kept from reaching it.
+    func recover() throws {
+        if let path = deliverLogPath {
+            lastLoggedIndex = (try? DeliverLog.read(path: path))?.last?.index ?? 0
+        }
+        guard let durability else { return }
+        let records = try durability.replay()
+        guard !records.isEmpty else { return }
+        let out = replica.recover(from: records)
+        logDeliveries(out.deliveries)
+        logger.notice("recovered from the write-ahead log", metadata: [
+            "view": "\(replica.view)", "seq": "\(replica.lastExecuted)", "records": "\(records.count)",
+            "stableCheckpoint": "\(replica.stableSeq)", "delivered": "\(replica.executedCount)"])
+    }
+
     public func start() throws {
+        try recover()
         try transport.start()
         tickTask = coreLoop.scheduleRepeatedTask(initialDelay: tickInterval, delay: tickInterval) { [weak self] _ in
             self?.onTick()
@@ -173,9 +196,17 @@ public final class ReplicaNode: @unchecked Sendable {
     /// Carries out one step's outputs: deliveries are logged (flushed before any reply leaves),
     /// then messages are encoded once each and handed to the transport.
     func apply(_ out: ReplicaOutput) {
+        if let durability, !out.persist.isEmpty {
+            do {
+                try durability.persist(out.persist)
+            } catch {
+                // Without durable records the replica must not send anything more: stop.
+                logger.critical("write-ahead log failed; stopping this replica", metadata: ["error": "\(error)"])
+                Foundation.exit(3)
+            }
+        }
         if !out.deliveries.isEmpty {
-            deliverLog?.append(out.deliveries)
-            deliverLog?.flush()
+            logDeliveries(out.deliveries)
             counters.withLock { $0.delivered += out.deliveries.count }
         }
         for e in out.events { log(e) }
@@ -195,6 +226,20 @@ public final class ReplicaNode: @unchecked Sendable {
                 if let conn = clientConnections[c] { transport.send(toConnection: conn, kind: kind, body: buf) }
             }
         }
+    }
+
+    /// Highest index in the deliver log. After a crash the replica may deliver again what its log
+    /// already holds (its WAL lost a tail, or it re-executes from a checkpoint): those are skipped,
+    /// so the file never holds an index twice.
+    var lastLoggedIndex: UInt64 = 0
+
+    func logDeliveries(_ deliveries: [Delivery]) {
+        guard let deliverLog else { return }
+        let fresh = deliveries.filter { $0.index > lastLoggedIndex }
+        guard let last = fresh.last else { return }
+        deliverLog.append(fresh)
+        deliverLog.flush()
+        lastLoggedIndex = last.index
     }
 
     func log(_ e: ReplicaEvent) {
