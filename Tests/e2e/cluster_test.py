@@ -73,6 +73,7 @@ class Cluster:
                 os.path.join(self.keys, f"replica-{i}.pem"), "--data", self.data(i), "--app", self.app,
                 "--deliver-log", self.deliver_log(i), "--log-level", "info"]
         env = dict(os.environ)
+        env["BFT_TEST_PARTITION_FILE"] = os.path.join(self.root, "partition")
         if byzantine:
             args += ["--byzantine", byzantine]
             env["BFT_ALLOW_BYZANTINE"] = "1"
@@ -390,7 +391,30 @@ def test_corrupt_wal_recovers_from_peers(bin_dir, root):
         c.stop_all()
 
 
-DURABILITY = [test_kill_primary_restart_catches_up, test_kill_backup_state_transfer, test_kill_all_restart_loses_nothing,
+def test_partition_one_replica_and_heal(bin_dir, root):
+    """Replica 3 is cut off from the other replicas (test-only injector), then the partition heals."""
+    c = Cluster(bin_dir, root, extra_protocol={"checkpointInterval": 8, "watermarkWindow": 16})
+    try:
+        c.start_all()
+        with open(os.path.join(root, "partition"), "w") as f:
+            f.write("3")
+        time.sleep(0.2)
+        rc, _, err = c.client(0, [f"SET n{k} {k}" for k in range(40)])
+        assert rc == 0, err
+        time.sleep(1.5)  # status files are written once a second
+        assert (c.status(3) or {}).get("delivered", 0) == 0, "replica 3 was not cut off"
+        assert (c.status(0) or {}).get("delivered", 0) == 40
+        with open(os.path.join(root, "partition"), "w") as f:
+            f.write("")
+        rc, _, err = c.client(1, [f"SET m{k} {k}" for k in range(5)])
+        assert rc == 0, err
+        wait_until(lambda: (c.status(3) or {}).get("delivered") == 45, 60, "replica 3 to catch up after the heal")
+        assert_logs_agree(c, range(4), expect_equal_length=False)
+    finally:
+        c.stop_all()
+
+
+DURABILITY = [test_partition_one_replica_and_heal, test_kill_primary_restart_catches_up, test_kill_backup_state_transfer, test_kill_all_restart_loses_nothing,
               test_sigstop_longer_than_view_change, test_corrupt_wal_recovers_from_peers]
 
 

@@ -38,6 +38,13 @@ public final class ReplicaNode: @unchecked Sendable {
     var clientConnections: [ClientID: ConnectionID] = [:]
     var lastStatusWrite = NIODeadline.now()
     var tickTask: RepeatedTask?
+    /// Test-only fault injection: when the environment names a file with
+    /// `BFT_TEST_PARTITION_FILE`, the replica drops every message to and from the replica ids
+    /// listed in it (comma-separated), re-read every tick. No netem qdisc exists on the test
+    /// machines, so partitions of real processes are injected here.
+    let partitionFile = ProcessInfo.processInfo.environment["BFT_TEST_PARTITION_FILE"]
+    var partitioned: Set<ReplicaID> = []
+
     /// The write-ahead log (nil only in tests that run without durability).
     let durability: Durability?
     /// Test-only Byzantine behaviour wrapped around the honest replica (`--byzantine`).
@@ -163,13 +170,20 @@ public final class ReplicaNode: @unchecked Sendable {
     // MARK: - Core thread
 
     func drainInbox() {
-        let batch = inbox.withLock { box -> [(VerifiedMessage, ConnectionID, InboundFrame)] in
+        var batch = inbox.withLock { box -> [(VerifiedMessage, ConnectionID, InboundFrame)] in
             let take = Array(box.items.prefix(maxStepBatch))
             box.items.removeFirst(take.count)
             if box.items.isEmpty { box.scheduled = false }
             return take
         }
         if batch.isEmpty { return }
+        if !partitioned.isEmpty {
+            batch = batch.filter { item in
+                guard case .replica(let r) = item.0.message.signer, partitioned.contains(r) || partitioned.contains(id) else { return true }
+                transport.release(item.2)
+                return false
+            }
+        }
         for (m, conn, _) in batch {
             if case .request(let r) = m.message { clientConnections[r.client] = conn }
             byzantine?.observe(m.message)
@@ -185,6 +199,10 @@ public final class ReplicaNode: @unchecked Sendable {
     }
 
     func onTick() {
+        if let partitionFile {
+            let text = (try? String(contentsOfFile: partitionFile, encoding: .utf8)) ?? ""
+            partitioned = Set(text.split(whereSeparator: { $0 == "," || $0.isWhitespace }).compactMap { Int($0) })
+        }
         apply(replica.tick())
         let now = NIODeadline.now()
         if now - lastStatusWrite >= .seconds(1) {
@@ -219,6 +237,16 @@ public final class ReplicaNode: @unchecked Sendable {
             let kind = o.message.kind.rawValue
             var buf = ByteBufferAllocator().buffer(capacity: 0)
             buf.writeBytes(o.message.encoded())
+            if !partitioned.isEmpty {
+                if partitioned.contains(id) { if case .client = o.destination {} else { continue } }
+                if case .allReplicas = o.destination {
+                    for r in 0..<configuration.n where r != id && !partitioned.contains(r) {
+                        transport.send(toReplica: r, kind: kind, body: buf)
+                    }
+                    continue
+                }
+                if case .replica(let r) = o.destination, partitioned.contains(r) { continue }
+            }
             switch o.destination {
             case .allReplicas: transport.broadcast(kind: kind, body: buf)
             case .replica(let r): transport.send(toReplica: r, kind: kind, body: buf)
