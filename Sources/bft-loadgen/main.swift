@@ -53,6 +53,9 @@ struct LoadGen: ParsableCommand {
     @Flag(help: "Start a local cluster from the configuration's keys (bft-node next to this binary), run, stop it.")
     var spawn = false
 
+    @Option(help: "With --spawn: the replicas' write-ahead log fsync, on or off.")
+    var fsync: String = "on"
+
     @Flag(help: "Raise the offered load (open loop) step by step until throughput stops growing; report the peak.")
     var sweep = false
 
@@ -95,7 +98,8 @@ struct LoadGen: ParsableCommand {
 
         var spawned: SpawnedCluster?
         if spawn {
-            do { spawned = try SpawnedCluster.start(configPath: config, cluster: cluster) } catch { fail("\(error)") }
+            guard fsync == "on" || fsync == "off" else { fail("--fsync takes on or off") }
+            do { spawned = try SpawnedCluster.start(configPath: config, cluster: cluster, fsync: fsync) } catch { fail("\(error)") }
             print("spawned \(cluster.n) replicas (data in \(spawned!.dataDirectory))")
         }
         defer { spawned?.stop() }
@@ -106,7 +110,7 @@ struct LoadGen: ParsableCommand {
 
         let fingerprint = Fingerprint(n: cluster.n, f: cluster.f, batchLimit: proto.maxBatchRequests, window: window, clients: clients,
                                       payload: payload, mode: rate > 0 ? "open(\(Int(rate))/s)" : "closed", authentication: "ed25519-signed requests, ed25519-signed replica messages",
-                                      fsync: "off (no WAL yet)", build: buildConfiguration, cores: bound.cores)
+                                      fsync: spawn ? fsync : "as configured on the replicas", build: buildConfiguration, cores: bound.cores)
         print("configuration: \(fingerprint.line)")
 
         var results: [RunResult] = []
@@ -368,7 +372,7 @@ struct SpawnedCluster {
     let processes: [Process]
     let dataDirectory: String
 
-    static func start(configPath: String, cluster: ClusterConfiguration) throws -> SpawnedCluster {
+    static func start(configPath: String, cluster: ClusterConfiguration, fsync: String) throws -> SpawnedCluster {
         let selfPath = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         let node = selfPath.deletingLastPathComponent().appendingPathComponent("bft-node").path
         guard FileManager.default.isExecutableFile(atPath: node) else {
@@ -383,7 +387,7 @@ struct SpawnedCluster {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: node)
             p.arguments = ["--config", configPath, "--id", "\(r.id)", "--key", "\(keys)/replica-\(r.id).pem",
-                           "--data", dir, "--app", "kv", "--deliver-log", "\(dir)/deliver.log"]
+                           "--data", dir, "--app", "kv", "--deliver-log", "\(dir)/deliver.log", "--fsync", fsync]
             _ = FileManager.default.createFile(atPath: "\(dir)/node.log", contents: nil)
             p.standardError = FileHandle(forWritingAtPath: "\(dir)/node.log")
             try p.run()
