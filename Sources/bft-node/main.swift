@@ -43,6 +43,9 @@ struct BFTNodeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("TEST ONLY: misbehave as a Byzantine replica: \(ByzantineMode.allCases.map(\.rawValue).joined(separator: ", ")). Refused unless the environment has BFT_ALLOW_BYZANTINE=1.", valueName: "mode"))
     var byzantine: String?
 
+    @Option(help: ArgumentHelp("Serve Prometheus metrics on http://HOST:PORT/metrics and a JSON status on /status.", valueName: "host:port"))
+    var metrics: String?
+
     @Option(help: "fdatasync the write-ahead log before sending (on), or not (off: for benchmarks only; a crash can then lose what this replica signed).")
     var fsync: String = "on"
 
@@ -63,6 +66,13 @@ struct BFTNodeCommand: ParsableCommand {
         }
         let logger = Logger(label: "bft-node")
         guard fsync == "on" || fsync == "off" else { fail("--fsync takes on or off") }
+        var metricsAddress: (host: String, port: Int)?
+        if let metrics {
+            guard let colon = metrics.lastIndex(of: ":"), let port = Int(metrics[metrics.index(after: colon)...]), port >= 0, port < 65536 else {
+                fail("--metrics takes HOST:PORT (got '\(metrics)')")
+            }
+            metricsAddress = (String(metrics[..<colon]), port)
+        }
         var byzantineMode: ByzantineMode?
         if let byzantine {
             guard let mode = ByzantineMode(rawValue: byzantine) else {
@@ -99,7 +109,7 @@ struct BFTNodeCommand: ParsableCommand {
         do {
             node = try ReplicaNode(configuration: cluster, id: id, key: privateKey, application: application,
                                    dataDirectory: data, deliverLogPath: deliverLog, logger: logger, listenHost: listen,
-                                   byzantine: byzantineMode, fsync: fsync == "on")
+                                   byzantine: byzantineMode, fsync: fsync == "on", metricsAddress: metricsAddress)
             try node.start()
         } catch {
             fail("cannot start replica \(id): \(error)")

@@ -56,6 +56,13 @@ class Cluster:
             with open(self.config, "w") as f:
                 json.dump(doc, f, indent=2)
         self.procs = {}
+        mbase = free_base_port(n)
+        self.metrics_ports = {i: mbase + i for i in range(n)}
+
+    def scrape(self, i, path="/metrics"):
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_ports[i]}{path}", timeout=5) as r:
+            return r.read().decode()
 
     def exe(self, name):
         return os.path.join(self.bin, name)
@@ -71,7 +78,8 @@ class Cluster:
         log = open(os.path.join(self.data(i), "node.log"), "ab")
         args = [self.exe("bft-node"), "--config", self.config, "--id", str(i), "--key",
                 os.path.join(self.keys, f"replica-{i}.pem"), "--data", self.data(i), "--app", self.app,
-                "--deliver-log", self.deliver_log(i), "--log-level", "info"]
+                "--deliver-log", self.deliver_log(i), "--log-level", "info",
+                "--metrics", f"127.0.0.1:{self.metrics_ports[i]}"]
         env = dict(os.environ)
         env["BFT_TEST_PARTITION_FILE"] = os.path.join(self.root, "partition")
         if byzantine:
@@ -418,6 +426,76 @@ DURABILITY = [test_partition_one_replica_and_heal, test_kill_primary_restart_cat
               test_sigstop_longer_than_view_change, test_corrupt_wal_recovers_from_peers]
 
 
+# --- observability (issue 8) --------------------------------------------------------------------
+
+import re
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (-?[0-9.eE+-]+|NaN|[+-]Inf)$')
+
+
+def parse_prometheus(text):
+    """Strict enough parse of the text exposition format: returns {name or name{labels}: value}."""
+    samples, typed = {}, {}
+    for line in text.splitlines():
+        if not line:
+            continue
+        if line.startswith("# HELP "):
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            assert kind in ("counter", "gauge", "histogram", "summary", "untyped"), line
+            typed[name] = kind
+            continue
+        assert not line.startswith("#"), f"unexpected comment: {line}"
+        m = SAMPLE.match(line)
+        assert m, f"not a sample line: {line!r}"
+        samples[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    for name, kind in typed.items():
+        if kind == "counter":
+            assert name.endswith("_total"), f"counter {name} lacks _total"
+    return samples
+
+
+def test_metrics_scraped_and_consistent(bin_dir, root):
+    """/metrics parses on every replica, executed counters match the deliver logs, view metrics move on a primary kill."""
+    c = Cluster(bin_dir, root, extra_protocol={"viewChangeTimeoutMs": 800})
+    try:
+        c.start_all()
+        rc, _, err = c.client(0, [f"SET m{k} {k}" for k in range(25)])
+        assert rc == 0, err
+        wait_until(lambda: all(len(c.read_log(i)) == 25 for i in range(4)), 20, "deliveries")
+        for i in range(4):
+            m = parse_prometheus(c.scrape(i))
+            assert m["bft_requests_executed_total"] == len(c.read_log(i)), (i, m["bft_requests_executed_total"])
+            assert m["bft_view"] == 0
+            st = json.loads(c.scrape(i, "/status"))
+            assert st["replica"] == i
+        # Malformed HTTP and unknown paths do not affect the replica.
+        s = socket.create_connection(("127.0.0.1", c.metrics_ports[1]), timeout=5)
+        s.sendall(b"\x00\x01garbage\r\n\r\n")
+        s.close()
+        import urllib.error, urllib.request
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{c.metrics_ports[1]}/nope", timeout=5)
+            raise AssertionError("unknown path answered 200")
+        except urllib.error.HTTPError as e:
+            assert e.code == 404
+        slow = socket.create_connection(("127.0.0.1", c.metrics_ports[1]), timeout=5)
+        slow.sendall(b"GET /met")  # and never finishes
+        c.kill(0)
+        rc, _, err = c.client(1, [f"SET n{k} {k}" for k in range(5)])
+        assert rc == 0, err
+        def moved():
+            m = parse_prometheus(c.scrape(1))
+            return m["bft_view"] >= 1 and m["bft_view_changes_started_total"] >= 1 and m["bft_view_changes_completed_total"] >= 1
+        wait_until(moved, 20, "the view metrics to move on replica 1")
+        slow.close()
+        m = parse_prometheus(c.scrape(1))
+        assert m["bft_requests_executed_total"] == len(c.read_log(1)) == 30
+    finally:
+        c.stop_all()
+
+
 def byzantine_primary_test(mode, requests, expect_view_change):
     def test(bin_dir, root):
         """One Byzantine primary in `mode`; two honest clients; the correct replicas agree and serve everyone."""
@@ -455,7 +533,8 @@ BYZANTINE = [
     byzantine_primary_test("out-of-window", 20, False),
 ]
 
-TESTS = [test_concurrent_clients_identical_logs, test_kill_primary_view_change, test_hostile_frames_do_not_disturb] + DURABILITY + BYZANTINE
+TESTS = [test_concurrent_clients_identical_logs, test_kill_primary_view_change, test_hostile_frames_do_not_disturb,
+         test_metrics_scraped_and_consistent] + DURABILITY + BYZANTINE
 
 
 def main():

@@ -38,6 +38,16 @@ public final class ReplicaNode: @unchecked Sendable {
     var clientConnections: [ClientID: ConnectionID] = [:]
     var lastStatusWrite = NIODeadline.now()
     var tickTask: RepeatedTask?
+    /// Prometheus metrics, and the HTTP server for /metrics and /status (when `--metrics` is given).
+    public let metrics = NodeMetrics()
+    let statusSnapshot = StatusSnapshot()
+    var metricsServer: StatusHTTPServer?
+    var metricsGroup: MultiThreadedEventLoopGroup?
+    /// When this replica first saw the pre-prepare of a sequence number (for the latency
+    /// histograms); bounded by `maxTrackedSlots`.
+    var prePrepareSeen: [SeqNum: NIODeadline] = [:]
+    let maxTrackedSlots = 4096
+
     /// Test-only fault injection: when the environment names a file with
     /// `BFT_TEST_PARTITION_FILE`, the replica drops every message to and from the replica ids
     /// listed in it (comma-separated), re-read every tick. No netem qdisc exists on the test
@@ -61,7 +71,7 @@ public final class ReplicaNode: @unchecked Sendable {
     public init(configuration: ClusterConfiguration, id: ReplicaID, key: Ed25519PrivateKey,
                 application: any ReplicatedApplication, dataDirectory: String, deliverLogPath: String?,
                 logger: Logger, listenHost: String? = nil, byzantine: ByzantineMode? = nil,
-                durable: Bool = true, fsync: Bool = true) throws {
+                durable: Bool = true, fsync: Bool = true, metricsAddress: (host: String, port: Int)? = nil) throws {
         self.id = id
         self.configuration = configuration
         self.dataDirectory = dataDirectory
@@ -92,6 +102,12 @@ public final class ReplicaNode: @unchecked Sendable {
             knownKinds: Set(MessageKind.allCases.map(\.rawValue)), clientKinds: [MessageKind.request.rawValue],
             limits: limits, group: ioGroup, logger: logger, onFrame: { sink.deliver($0) })
         sink.node = self
+        if let metricsAddress {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            metricsGroup = group
+            metricsServer = StatusHTTPServer(host: metricsAddress.host, port: metricsAddress.port, group: group, metrics: metrics,
+                                             status: statusSnapshot.provider, logger: logger)
+        }
     }
 
     /// Breaks the init-time reference cycle between the transport callback and the node.
@@ -118,6 +134,7 @@ public final class ReplicaNode: @unchecked Sendable {
 
     public func start() throws {
         try recover()
+        try metricsServer?.start()
         try transport.start()
         tickTask = coreLoop.scheduleRepeatedTask(initialDelay: tickInterval, delay: tickInterval) { [weak self] _ in
             self?.onTick()
@@ -127,6 +144,8 @@ public final class ReplicaNode: @unchecked Sendable {
 
     public func shutdown() {
         tickTask?.cancel()
+        metricsServer?.shutdown()
+        try? metricsGroup?.syncShutdownGracefully()
         try? transport.shutdown().wait()
         try? coreLoop.submit { self.deliverLog?.flush() }.wait()
         try? coreGroup.syncShutdownGracefully()
@@ -153,6 +172,8 @@ public final class ReplicaNode: @unchecked Sendable {
             transport.penalize(frame.connection, reason: why.description)
             transport.release(frame)
         case .success(let verified):
+            metrics.signaturesVerified()
+            if case .request = message { metrics.requestReceived() }
             let schedule = inbox.withLock { box -> Bool in
                 box.items.append((verified, frame.connection, frame))
                 if box.scheduled { return false }
@@ -165,6 +186,7 @@ public final class ReplicaNode: @unchecked Sendable {
 
     func count(drop reason: String) {
         counters.withLock { $0.droppedByReason[reason, default: 0] += 1 }
+        metrics.messageDropped(reason: reason)
     }
 
     // MARK: - Core thread
@@ -184,7 +206,12 @@ public final class ReplicaNode: @unchecked Sendable {
                 return false
             }
         }
+        metrics.setSignatureVerifyQueueDepth(inbox.withLock { $0.items.count })
+        let now = NIODeadline.now()
         for (m, conn, _) in batch {
+            if case .prePrepare(let pp) = m.message, prePrepareSeen[pp.seq] == nil, prePrepareSeen.count < maxTrackedSlots {
+                prePrepareSeen[pp.seq] = now
+            }
             if case .request(let r) = m.message { clientConnections[r.client] = conn }
             byzantine?.observe(m.message)
         }
@@ -205,7 +232,14 @@ public final class ReplicaNode: @unchecked Sendable {
         }
         apply(replica.tick())
         let now = NIODeadline.now()
+        metrics.setProgress(view: replica.view, lastExecuted: replica.lastExecuted, stableCheckpoint: replica.stableSeq,
+                            highestSeenFromPeers: replica.highestSeqSeen)
         if now - lastStatusWrite >= .seconds(1) {
+            let t = transport.stats()
+            metrics.setPeerConnectionsOpen(t.outboundConnectionsOpen)
+            metrics.setClientConnectionsOpen(max(0, t.inboundConnectionsOpen - (configuration.n - 1)))
+            metrics.recordDropTotals(t.droppedByReason, labelPrefix: "transport_")
+            metrics.setEquivocationProofs(replica.equivocationProofs.count)
             lastStatusWrite = now
             writeStatus()
         }
@@ -214,9 +248,12 @@ public final class ReplicaNode: @unchecked Sendable {
     /// Carries out one step's outputs: deliveries are logged (flushed before any reply leaves),
     /// then messages are encoded once each and handed to the transport.
     func apply(_ out: ReplicaOutput) {
+        observeLatency(out)
         if let durability, !out.persist.isEmpty {
             do {
+                let started = NIODeadline.now()
                 try durability.persist(out.persist)
+                metrics.walFsync(NIODeadline.now() - started)
             } catch {
                 // Without durable records the replica must not send anything more: stop.
                 logger.critical("write-ahead log failed; stopping this replica", metadata: ["error": "\(error)"])
@@ -226,6 +263,15 @@ public final class ReplicaNode: @unchecked Sendable {
         if !out.deliveries.isEmpty {
             logDeliveries(out.deliveries)
             counters.withLock { $0.delivered += out.deliveries.count }
+            metrics.requestsExecuted(count: out.deliveries.count)
+            var start = 0
+            while start < out.deliveries.count {
+                let seq = out.deliveries[start].seq
+                var end = start
+                while end < out.deliveries.count && out.deliveries[end].seq == seq { end += 1 }
+                metrics.batchOrdered(requests: end - start)
+                start = end
+            }
         }
         for e in out.events { log(e) }
         var messages = out.messages
@@ -270,7 +316,36 @@ public final class ReplicaNode: @unchecked Sendable {
         lastLoggedIndex = last.index
     }
 
+    /// Pre-prepare → prepared / committed / executed, observed from the step's outputs: our own
+    /// pre-prepare (as primary), the prepared and committed certificates we persist, and deliveries.
+    func observeLatency(_ out: ReplicaOutput) {
+        let now = NIODeadline.now()
+        for o in out.messages {
+            if case .prePrepare(let pp) = o.message, pp.replica == id, prePrepareSeen[pp.seq] == nil, prePrepareSeen.count < maxTrackedSlots {
+                prePrepareSeen[pp.seq] = now
+            }
+        }
+        for record in out.persist {
+            switch record {
+            case .prepared(let cert):
+                if let t = prePrepareSeen[cert.prePrepare.seq] { metrics.prePrepareToPrepared(now - t) }
+            case .committed(let cert):
+                if let t = prePrepareSeen[cert.prePrepare.seq] { metrics.prePrepareToCommitted(now - t) }
+            default: break
+            }
+        }
+        var executed = Set<SeqNum>()
+        for d in out.deliveries where executed.insert(d.seq).inserted {
+            if let t = prePrepareSeen.removeValue(forKey: d.seq) { metrics.prePrepareToExecuted(now - t) }
+        }
+        if !executed.isEmpty || prePrepareSeen.count >= maxTrackedSlots {
+            let floor = replica.lastExecuted
+            prePrepareSeen = prePrepareSeen.filter { $0.key > floor }
+        }
+    }
+
     func log(_ e: ReplicaEvent) {
+        if case .dropped = e {} else { metrics.record(e) }
         var meta: Logger.Metadata = ["view": "\(replica.view)", "seq": "\(replica.lastExecuted)"]
         switch e {
         case .viewChangeStarted(let v):
@@ -319,6 +394,7 @@ public final class ReplicaNode: @unchecked Sendable {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         guard let data = try? enc.encode(statusReport()) else { return }
+        statusSnapshot.update(Array(data))
         let path = dataDirectory + "/status.json"
         let tmp = path + ".tmp"
         if FileManager.default.createFile(atPath: tmp, contents: data) {

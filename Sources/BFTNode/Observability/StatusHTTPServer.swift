@@ -1,0 +1,393 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Why `StatusHTTPServer.start()` failed.
+public enum StatusHTTPServerError: Error, Equatable, CustomStringConvertible {
+    case addressInUse(host: String, port: Int)
+    case bindFailed(host: String, port: Int, reason: String)
+    case alreadyStarted
+    case shutDown
+
+    public var description: String {
+        switch self {
+        case .addressInUse(let host, let port):
+            return "cannot serve metrics on \(host):\(port): address already in use (is another node running?)"
+        case .bindFailed(let host, let port, let reason):
+            return "cannot serve metrics on \(host):\(port): \(reason)"
+        case .alreadyStarted:
+            return "status HTTP server already started"
+        case .shutDown:
+            return "status HTTP server was shut down"
+        }
+    }
+}
+
+/// A small read-only HTTP/1.1 endpoint: `GET /metrics` (Prometheus text format) and
+/// `GET /status` (the node's JSON status document).
+///
+/// It is exposed to whoever can reach the port, so it defends itself:
+/// - only `GET` on the two paths (404 for other paths, 405 for other methods, 400 for bytes
+///   that are not HTTP, after which the connection is closed);
+/// - at most `maxRequestBytes` received per request (request line, headers and any body);
+///   over that, 431 and close. The decoder's own header limits are set to the same value;
+/// - at most `maxConnections` open connections; further ones are closed at once;
+/// - every request must arrive completely within `requestTimeout` of the connection opening
+///   or of the previous response being written, else the connection is closed. Unlike an
+///   idle timer (`IdleStateHandler`), trickling one byte at a time does not extend it, so a
+///   slowloris client cannot hold a connection;
+/// - it runs on the event loop group it is given (the node passes a dedicated one-thread
+///   group, so a scrape can never delay the replica's threads).
+///
+/// The `status` closure runs on that event loop for every `GET /status`: it must be quick
+/// and must not wait for the replica's core thread (hand it a cached snapshot, see
+/// `StatusSnapshot`).
+public final class StatusHTTPServer: @unchecked Sendable {
+    public struct Limits: Sendable {
+        public var maxConnections: Int
+        public var requestTimeout: TimeAmount
+        public var maxRequestBytes: Int
+
+        public init(maxConnections: Int = 64, requestTimeout: TimeAmount = .seconds(5), maxRequestBytes: Int = 8 * 1024) {
+            self.maxConnections = maxConnections
+            self.requestTimeout = requestTimeout
+            self.maxRequestBytes = maxRequestBytes
+        }
+    }
+
+    /// Counters about the server itself (for tests and logs).
+    public struct Stats: Sendable, Equatable {
+        public var accepted = 0
+        public var rejected = 0
+        public var timedOut = 0
+        public var tooLarge = 0
+        public var badRequests = 0
+        public var responses = 0
+        public var open = 0
+    }
+
+    public let host: String
+    public let port: Int
+    public let limits: Limits
+    let group: any EventLoopGroup
+    let metrics: NodeMetrics
+    let status: @Sendable () -> [UInt8]
+    let logger: Logger
+
+    private enum Phase { case idle, started, shutDown }
+    private struct State {
+        var phase = Phase.idle
+        var server: (any Channel)?
+        var connections: [ObjectIdentifier: any Channel] = [:]
+        var stats = Stats()
+    }
+    private let state = LockedBox(State())
+
+    public init(
+        host: String, port: Int, group: any EventLoopGroup, metrics: NodeMetrics,
+        status: @escaping @Sendable () -> [UInt8], logger: Logger, limits: Limits = Limits()
+    ) {
+        self.host = host
+        self.port = port
+        self.group = group
+        self.metrics = metrics
+        self.status = status
+        self.logger = logger
+        self.limits = limits
+    }
+
+    /// The port actually bound (useful with port 0), or nil before `start()` / after `shutdown()`.
+    public var boundPort: Int? {
+        state.withLock { $0.server?.localAddress?.port }
+    }
+
+    public func stats() -> Stats {
+        state.withLock { $0.stats }
+    }
+
+    /// Binds and starts serving. Throws `StatusHTTPServerError.addressInUse` if the port is taken.
+    public func start() throws {
+        try state.withLock { s in
+            switch s.phase {
+            case .idle: s.phase = .started
+            case .started: throw StatusHTTPServerError.alreadyStarted
+            case .shutDown: throw StatusHTTPServerError.shutDown
+            }
+        }
+        let server: any Channel
+        do {
+            server = try ServerBootstrap(group: group)
+                .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelOption(ChannelOptions.backlog, value: 64)
+                .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+                .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 4)
+                .childChannelInitializer { [self] channel in
+                    channel.eventLoop.makeCompletedFuture { try self.setUp(channel) }
+                }
+                .bind(host: host, port: port)
+                .wait()
+        } catch {
+            state.withLock { $0.phase = .idle }
+            if let io = error as? IOError, io.errnoCode == EADDRINUSE {
+                throw StatusHTTPServerError.addressInUse(host: host, port: port)
+            }
+            throw StatusHTTPServerError.bindFailed(host: host, port: port, reason: "\(error)")
+        }
+        let closeNow = state.withLock { s -> Bool in
+            if s.phase == .shutDown { return true }
+            s.server = server
+            return false
+        }
+        if closeNow {
+            server.close(promise: nil)
+            throw StatusHTTPServerError.shutDown
+        }
+        logger.info("metrics and status endpoint listening", metadata: [
+            "address": "\(host):\(server.localAddress?.port ?? port)", "paths": "/metrics /status"])
+    }
+
+    /// Closes the listener and every open connection; idempotent. Waits for the closes
+    /// (do not call it from one of the group's event loops).
+    public func shutdown() {
+        let (server, connections) = state.withLock { s -> ((any Channel)?, [any Channel]) in
+            s.phase = .shutDown
+            let out = (s.server, Array(s.connections.values))
+            s.server = nil
+            s.connections = [:]
+            return out
+        }
+        try? server?.close().wait()
+        for c in connections { try? c.close().wait() }
+    }
+
+    // MARK: - Per connection
+
+    private func setUp(_ channel: any Channel) throws {
+        let id = ObjectIdentifier(channel)
+        let admitted = state.withLock { s -> Bool in
+            guard s.phase == .started, s.connections.count < max(1, limits.maxConnections) else {
+                s.stats.rejected += 1
+                return false
+            }
+            s.connections[id] = channel
+            s.stats.accepted += 1
+            s.stats.open = s.connections.count
+            return true
+        }
+        guard admitted else {
+            logger.debug("refusing status connection: connection limit reached", metadata: ["limit": "\(limits.maxConnections)"])
+            // The bootstrap closes a child channel whose initializer fails.
+            throw ChannelError.inappropriateOperationForState
+        }
+        channel.closeFuture.whenComplete { [weak self] _ in
+            self?.state.withLock { s in
+                s.connections[id] = nil
+                s.stats.open = s.connections.count
+            }
+        }
+        var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+        decoderLimits.maxHeaderFieldSize = limits.maxRequestBytes
+        decoderLimits.maxHeaderListSize = limits.maxRequestBytes
+        decoderLimits.maxHeaderFieldCount = 100
+        let sync = channel.pipeline.syncOperations
+        let limiter = RequestByteLimiter(limit: limits.maxRequestBytes, server: self)
+        try sync.addHandler(limiter)
+        try sync.configureHTTPServerPipeline(
+            withPipeliningAssistance: true, withErrorHandling: true,
+            withEncoderConfiguration: .init(), withDecoderLimitConfiguration: decoderLimits)
+        try sync.addHandler(StatusHTTPHandler(server: self, limiter: limiter, timeout: limits.requestTimeout))
+    }
+
+    func count(_ body: (inout Stats) -> Void) {
+        state.withLock { body(&$0.stats) }
+    }
+
+    /// Status, content type and body for one request.
+    func route(method: HTTPMethod, uri: String) -> (HTTPResponseStatus, String, [UInt8], extra: [(String, String)]) {
+        let path = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? uri
+        let known = path == "/metrics" || path == "/status"
+        guard known else {
+            return (.notFound, "text/plain; charset=utf-8", Array("not found\n".utf8), [])
+        }
+        guard method == .GET else {
+            return (.methodNotAllowed, "text/plain; charset=utf-8", Array("method not allowed\n".utf8), [("Allow", "GET")])
+        }
+        if path == "/metrics" {
+            return (.ok, "text/plain; version=0.0.4; charset=utf-8", metrics.expositionBytes(), [])
+        }
+        return (.ok, "application/json", status(), [])
+    }
+}
+
+/// Closes a connection that sends more than `limit` bytes for one request (request line,
+/// headers and body together). Sits in front of the HTTP decoder, whose URL length is not
+/// otherwise bounded.
+final class RequestByteLimiter: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let limit: Int
+    weak var server: StatusHTTPServer?
+    private var received = 0
+    private var tripped = false
+
+    init(limit: Int, server: StatusHTTPServer) {
+        self.limit = limit
+        self.server = server
+    }
+
+    /// A request was read completely: the next one starts from zero.
+    func requestCompleted() { received = 0 }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if tripped { return }
+        let buffer = unwrapInboundIn(data)
+        received += buffer.readableBytes
+        if received > limit {
+            tripped = true
+            server?.count { $0.tooLarge += 1 }
+            let response = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            let out = context.channel.allocator.buffer(string: response)
+            context.writeAndFlush(wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+            return
+        }
+        context.fireChannelRead(data)
+    }
+}
+
+/// Answers requests and enforces the per-request deadline.
+final class StatusHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    weak var server: StatusHTTPServer?
+    let limiter: RequestByteLimiter
+    let timeout: TimeAmount
+    private var head: HTTPRequestHead?
+    private var deadline: Scheduled<Void>?
+    private var closed = false
+
+    init(server: StatusHTTPServer, limiter: RequestByteLimiter, timeout: TimeAmount) {
+        self.server = server
+        self.limiter = limiter
+        self.timeout = timeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { arm(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if deadline == nil { arm(context) }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closed = true
+        deadline?.cancel()
+        deadline = nil
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+    }
+
+    /// (Re)starts the deadline for the next complete request.
+    private func arm(_ context: ChannelHandlerContext) {
+        deadline?.cancel()
+        guard !closed else { return }
+        let server = self.server
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
+            server?.count { $0.timedOut += 1 }
+            context.close(promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+        case .body:
+            break  // Bounded by the byte limiter; no route takes a body.
+        case .end:
+            limiter.requestCompleted()
+            guard let h = head else { return }
+            head = nil
+            respond(context, to: h)
+        }
+    }
+
+    private func respond(_ context: ChannelHandlerContext, to request: HTTPRequestHead) {
+        // Hold the deadline while answering: a client that does not read the response
+        // still loses the connection when it expires.
+        guard let server else {
+            context.close(promise: nil)
+            return
+        }
+        let (status, contentType, body, extra) = server.route(method: request.method, uri: request.uri)
+        let keepAlive = request.isKeepAlive && status == .ok
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: contentType)
+        headers.add(name: "Content-Length", value: "\(body.count)")
+        headers.add(name: "Cache-Control", value: "no-store")
+        headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+        for (n, v) in extra { headers.add(name: n, value: v) }
+        let head = HTTPResponseHead(version: request.version.major == 1 ? request.version : .http1_1, status: status, headers: headers)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        if request.method != .HEAD {
+            var buffer = context.channel.allocator.buffer(capacity: body.count)
+            buffer.writeBytes(body)
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        }
+        server.count { $0.responses += 1 }
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [self] result in
+            if case .success = result, keepAlive {
+                self.arm(context)
+            } else {
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // HTTPServerProtocolErrorHandler has already answered 400 for parser errors.
+        if error is HTTPParserError { server?.count { $0.badRequests += 1 } }
+        context.close(promise: nil)
+    }
+}
+
+/// The latest status document, updated by the node (e.g. once a tick from the core thread)
+/// and read by the HTTP server without touching the replica.
+public final class StatusSnapshot: @unchecked Sendable {
+    private let box: LockedBox<[UInt8]>
+
+    public init(_ initial: [UInt8] = Array("{}".utf8)) {
+        self.box = LockedBox(initial)
+    }
+
+    public func update(_ bytes: [UInt8]) {
+        box.withLock { $0 = bytes }
+    }
+
+    public var bytes: [UInt8] {
+        box.withLock { $0 }
+    }
+
+    /// A closure for `StatusHTTPServer.init(status:)`.
+    public var provider: @Sendable () -> [UInt8] {
+        { [self] in self.bytes }
+    }
+}
