@@ -407,3 +407,54 @@ struct RecoveryTests {
         for rec in all { #expect(try PersistRecord.decode(rec.encoded()) == rec) }
     }
 }
+
+/// Golden transcripts of small scenarios: the exact sequence of messages a run produces. A
+/// change to the protocol's behaviour shows up here as a readable diff, not as a hash.
+@Suite("Golden traces")
+struct GoldenTraceTests {
+    /// Delivers everything in FIFO order and records "from>to:KIND(view,seq)" for each message.
+    static func transcript(_ c: TestCluster, limit: Int = 10_000) -> [String] {
+        var lines: [String] = []
+        c.filter = { from, to, m in
+            func who(_ p: Principal) -> String {
+                switch p { case .replica(let r): return "r\(r)"; case .client(let x): return "c\(x)" }
+            }
+            let detail: String
+            switch m {
+            case .request(let r): detail = "request(t\(r.timestamp))"
+            case .prePrepare(let p): detail = "pre-prepare(v\(p.view),n\(p.seq))"
+            case .prepare(let p): detail = "prepare(v\(p.view),n\(p.seq))"
+            case .commit(let p): detail = "commit(v\(p.view),n\(p.seq))"
+            case .reply(let r): detail = "reply(t\(r.timestamp))"
+            case .checkpoint(let p): detail = "checkpoint(n\(p.seq))"
+            case .viewChange(let v): detail = "view-change(v\(v.newView))"
+            case .newView(let v): detail = "new-view(v\(v.view),o\(v.prePrepares.count))"
+            default: detail = "\(m.kind)"
+            }
+            lines.append("\(who(from))>\(who(to)):\(detail)")
+            return true
+        }
+        c.run(limit: limit)
+        return lines
+    }
+
+    @Test("normal case, one request: request to all, pre-prepare, prepares, commits, replies")
+    func normalCaseTranscript() {
+        let c = TestCluster()
+        c.submit(c.request(client: 0, timestamp: 1, sessionStart: true, op: "x"))
+        let t = Self.transcript(c)
+        #expect(t == [
+            "c0>r0:request(t1)", "c0>r1:request(t1)", "c0>r2:request(t1)", "c0>r3:request(t1)",
+            "r0>r1:pre-prepare(v0,n1)", "r0>r2:pre-prepare(v0,n1)", "r0>r3:pre-prepare(v0,n1)",
+            "r1>r0:prepare(v0,n1)", "r1>r2:prepare(v0,n1)", "r1>r3:prepare(v0,n1)",
+            "r2>r0:prepare(v0,n1)", "r2>r1:prepare(v0,n1)", "r2>r3:prepare(v0,n1)",
+            "r3>r0:prepare(v0,n1)", "r3>r1:prepare(v0,n1)", "r3>r2:prepare(v0,n1)",
+            // r2 is first to hold its own and r1's prepare (2f = 2), so it commits first.
+            "r2>r0:commit(v0,n1)", "r2>r1:commit(v0,n1)", "r2>r3:commit(v0,n1)",
+            "r3>r0:commit(v0,n1)", "r3>r1:commit(v0,n1)", "r3>r2:commit(v0,n1)",
+            "r0>r1:commit(v0,n1)", "r0>r2:commit(v0,n1)", "r0>r3:commit(v0,n1)",
+            "r1>r0:commit(v0,n1)", "r1>r2:commit(v0,n1)", "r1>r3:commit(v0,n1)",
+            "r0>c0:reply(t1)", "r1>c0:reply(t1)", "r2>c0:reply(t1)", "r3>c0:reply(t1)",
+        ])
+    }
+}
