@@ -21,5 +21,5 @@ check() {
 check "compose config -q (Compose $("$compose" version --short 2>/dev/null || echo v2))" "$compose" -f docker/docker-compose.yml config -q
 check "compose config with every profile" "$compose" -f docker/docker-compose.yml --profile load --profile client --profile byzantine config -q
 check "hadolint --failure-threshold error" "$hadolint_bin" --failure-threshold error docker/Dockerfile
-echo "docker checks: $passed passed, $failed failed"
+echo "docker: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

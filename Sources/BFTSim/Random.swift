@@ -1,26 +1,14 @@
-/// SplitMix64: the simulator's only source of randomness. One seed decides everything.
-public struct SimRandom: RandomNumberGenerator {
-    var state: UInt64
+import BFTByzantine
 
-    public init(seed: UInt64) { state = seed }
+/// The simulator's only source of randomness (SplitMix64, shared with the Byzantine wrappers).
+/// One seed decides everything.
+public typealias SimRandom = SplitMix64
 
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// A probability draw.
-    public mutating func chance(_ p: Double) -> Bool { p > 0 && Double(next() >> 11) / Double(1 << 53) < p }
-
-    public mutating func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &self) }
-
+extension SplitMix64 {
     public mutating func double(_ range: ClosedRange<Double>) -> Double { Double.random(in: range, using: &self) }
 
     /// An independent stream for a sub-component, so adding draws in one place does not shift another.
-    public mutating func fork() -> SimRandom { SimRandom(seed: next()) }
+    public mutating func fork() -> SplitMix64 { SplitMix64(seed: next()) }
 }
 
 /// FNV-1a 64: a cheap running hash of the trace, printed so a replay can be compared.
