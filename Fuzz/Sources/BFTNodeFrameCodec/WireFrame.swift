@@ -1,0 +1,1 @@
+../../../Sources/BFTNode/Transport/WireFrame.swift

@@ -1,0 +1,1 @@
+../../../Sources/BFTNode/Applications/KVApplication.swift
