@@ -637,7 +637,10 @@ public struct Replica {
             return drop(.checkpoint, .replica(cp.replica), "outside_watermarks", &out)
         }
         checkpointVotes[cp.seq, default: [:]][cp.replica] = cp
+        let before = stableSeq
         checkStable(cp.seq, &out)
+        // A higher low watermark opens the window: a primary held at its high watermark proposes.
+        if stableSeq > before && !proposalsDeferred { tryPropose(&out) }
     }
 
     /// A checkpoint is stable once 2f+1 replicas signed the same digest for it.
@@ -712,6 +715,13 @@ public struct Replica {
         let canHelp = lastExecuted >= stableSeq || s.stableSeq >= stableSeq
         if canHelp && ((s.lastExecuted > lastExecuted && stalled) || s.stableSeq > lastExecuted || s.view > view) {
             requestFetch(from: s.replica, &out)
+        }
+        // The peer's low watermark is behind ours: it lost the CHECKPOINTs that made ours stable,
+        // and nobody retransmits a checkpoint once it is stable. Left alone, a primary in that
+        // state stops at its high watermark until a view change. The 2f+1 signed CHECKPOINTs of
+        // our proof let it move on (at most once per STATUS it sends, so bounded by its rate).
+        if s.stableSeq < stableSeq && !stableProof.isEmpty {
+            for cp in stableProof { send(.replica(s.replica), .checkpoint(cp), &out) }
         }
     }
 

@@ -225,6 +225,30 @@ struct PBFTRuleTests {
         #expect(c.replicas[3].stableDigest == c.replicas[0].stableDigest)
     }
 
+    @Test("§4.3 a replica that missed every CHECKPOINT of a stable checkpoint is sent its proof, so a primary stuck at its high watermark moves on without a view change")
+    func laggingReplicaLearnsStableCheckpointProof() {
+        let c = TestCluster()
+        // The primary loses every CHECKPOINT: the backups' checkpoints at 4 and 8 become stable,
+        // the primary's low watermark stays at 0, so its window ends at 8.
+        c.filter = { _, to, m in !(to == .replica(0) && m.kind == .checkpoint) }
+        for t in 1...8 { c.submit(c.request(client: 0, timestamp: UInt64(t), sessionStart: t == 1, op: "\(t)")); c.run() }
+        #expect(c.replicas[0].stableSeq == 0)
+        #expect(c.replicas[1].stableSeq == 8)
+        c.filter = nil
+        let r9 = c.request(client: 0, timestamp: 9, op: "9")
+        c.submit(r9)
+        c.run()
+        #expect(c.replicas[0].lastExecuted == 8, "seq 9 is above the primary's high watermark")
+        // Well inside the view-change timeout (20 ticks): the backups answer the primary's STATUS
+        // with their stable checkpoint's proof.
+        c.tick(12)
+        #expect(c.replicas[0].stableSeq == 8)
+        for i in 0..<4 {
+            #expect(c.replicas[i].view == 0)
+            #expect(c.delivered(i).last == r9.digest)
+        }
+    }
+
     @Test("§4.3 a state transfer whose state does not match its proof's digest is refused")
     func stateTransferWithWrongDigestRefused() {
         let c = TestCluster()
