@@ -22,6 +22,7 @@ public struct ClientCore {
         /// Result digest reported by each replica.
         var votes: [ReplicaID: Digest] = [:]
         var results: [Digest: [UInt8]] = [:]
+        var views: [ReplicaID: ViewNum] = [:]
     }
 
     public struct Completion: Sendable, Equatable {
@@ -29,6 +30,10 @@ public struct ClientCore {
         public let result: [UInt8]
         public let latencyTicks: UInt64
         public let retries: Int
+        /// The lowest view among the f+1 matching replies: at least one correct replica executed
+        /// the request from a pre-prepare of this view or a later one (a failover benchmark uses
+        /// it to see the first commit of a new view).
+        public let view: ViewNum
     }
 
     public struct Output: Sendable {
@@ -84,11 +89,13 @@ public struct ClientCore {
         let d = SHA256.hash(reply.result)
         o.votes[reply.replica] = d
         o.results[d] = reply.result
-        let matching = o.votes.values.filter { $0 == d }.count
-        if matching >= config.replyQuorum {
+        o.views[reply.replica] = reply.view
+        let matching = o.votes.filter { $0.value == d }
+        if matching.count >= config.replyQuorum {
             outstanding[reply.timestamp] = nil
+            let view = matching.keys.compactMap { o.views[$0] }.min() ?? reply.view
             out.completions.append(Completion(timestamp: reply.timestamp, result: reply.result,
-                                              latencyTicks: now - o.sentAt, retries: o.retries))
+                                              latencyTicks: now - o.sentAt, retries: o.retries, view: view))
         } else {
             outstanding[reply.timestamp] = o
         }

@@ -56,7 +56,7 @@ struct BFTClientCommand: ParsableCommand {
         }
         for line in lines {
             switch runtime.call(client: clientID, operation: Array(line.utf8), timeout: .milliseconds(Int64(timeout * 1000))) {
-            case .completed(let result, _):
+            case .completed(let result, _, _):
                 print(String(decoding: result, as: UTF8.self))
             case .timedOut:
                 runtime.shutdown()

@@ -107,12 +107,12 @@ struct NodeIntegrationTests {
         let rt = c.client(0)
         defer { rt.shutdown() }
         for k in 0..<20 {
-            guard case .completed(let result, _) = rt.call(client: 0, operation: Array("SET k\(k) v\(k)".utf8), timeout: .seconds(10)) else {
+            guard case .completed(let result, _, _) = rt.call(client: 0, operation: Array("SET k\(k) v\(k)".utf8), timeout: .seconds(10)) else {
                 Issue.record("request \(k) timed out"); return
             }
             #expect(String(decoding: result, as: UTF8.self) == "OK")
         }
-        guard case .completed(let got, _) = rt.call(client: 0, operation: Array("GET k7".utf8), timeout: .seconds(10)) else {
+        guard case .completed(let got, _, _) = rt.call(client: 0, operation: Array("GET k7".utf8), timeout: .seconds(10)) else {
             Issue.record("GET timed out"); return
         }
         #expect(String(decoding: got, as: UTF8.self) == "v7")
@@ -201,7 +201,7 @@ struct NodeIntegrationTests {
             Issue.record("first request timed out"); return
         }
         c.stop(0)
-        guard case .completed(let r, _) = rt.call(client: 0, operation: Array("SET b 2".utf8), timeout: .seconds(20)) else {
+        guard case .completed(let r, _, _) = rt.call(client: 0, operation: Array("SET b 2".utf8), timeout: .seconds(20)) else {
             Issue.record("no progress after the primary stopped"); return
         }
         #expect(String(decoding: r, as: UTF8.self) == "OK")

@@ -8,7 +8,8 @@ import Synchronization
 
 /// Outcome of one request as the application sees it.
 public enum RequestOutcome: Sendable {
-    case completed(result: [UInt8], retries: Int)
+    /// `view`: the lowest view among the f+1 matching replies (see `ClientCore.Completion.view`).
+    case completed(result: [UInt8], retries: Int, view: ViewNum)
     case timedOut
 }
 
@@ -152,7 +153,7 @@ public final class ClientRuntime: @unchecked Sendable {
         }
         for c in out.completions {
             deadlines[id]?[c.timestamp] = nil
-            if let cb = callbacks[id]?.removeValue(forKey: c.timestamp) { cb(.completed(result: c.result, retries: c.retries)) }
+            if let cb = callbacks[id]?.removeValue(forKey: c.timestamp) { cb(.completed(result: c.result, retries: c.retries, view: c.view)) }
         }
     }
 
