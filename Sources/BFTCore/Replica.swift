@@ -23,6 +23,9 @@ public enum ReplicaEvent: Sendable, Equatable {
     case checkpointStable(seq: SeqNum, digest: Digest)
     case stateTransferred(seq: SeqNum)
     case checkpointMismatch(seq: SeqNum)
+    /// This backup held a client's next request that no pre-prepare carried, and the primary
+    /// sent no new pre-prepare for `waitedTicks`: it suspects the primary (a view change follows).
+    case prePrepareDeadlineMissed(primary: ReplicaID, waitedTicks: UInt64)
     /// A peer message broken against the protocol rules: dropped, counted by `reason`.
     case dropped(kind: MessageKind, from: Principal, reason: String)
     /// Two validly signed, conflicting messages from one replica for the same view and sequence.
@@ -174,6 +177,8 @@ public struct Replica {
     // MARK: Timers, in ticks
     public internal(set) var now: UInt64 = 0
     var viewChangeDeadline: UInt64?
+    /// Backups: when the primary must have sent a new pre-prepare (see `checkPrePrepareDeadline`).
+    var prePrepareDeadline: UInt64?
     var lastProgressTick: UInt64 = 0
     var nextRetransmit: UInt64 = 0
     var nextStatus: UInt64 = 0
@@ -254,6 +259,7 @@ public struct Replica {
             viewChangeDeadline = nil
             startViewChange(to: view + 1, &out)
         }
+        checkPrePrepareDeadline(&out)
         if now >= nextRetransmit {
             nextRetransmit = now + config.retransmitTicks
             retransmit(&out)
@@ -311,6 +317,35 @@ public struct Replica {
             if nextExecutable(first, after: last) { return true }
         }
         return false
+    }
+
+    /// Backups: true when some client's next request is pending here and no accepted
+    /// pre-prepare carries it, i.e. the primary has something it should be ordering.
+    func hasUnproposedPending() -> Bool {
+        for c in pending.order {
+            guard let list = pending.byClient[c] else { continue }
+            let last = max(clients[c]?.lastTimestamp ?? 0, proposedTimestamps[c] ?? 0)
+            if let r = list.first(where: { $0.timestamp > last }), nextExecutable(r, after: last) { return true }
+        }
+        return false
+    }
+
+    /// Monitoring of the primary's pace, after Aardvark (Clement et al., NSDI'09). The view-change
+    /// timer only catches a primary that keeps a request from executing for the whole timeout, so
+    /// a primary that holds every pre-prepare for just under it keeps its view while throughput
+    /// collapses. So a backup holding a client's next request that no pre-prepare carries expects
+    /// *some* new pre-prepare within half the (current) view-change timeout. A correct primary
+    /// whose pipeline or window is full still sends one each time a batch executes, so load alone
+    /// does not make it suspect.
+    mutating func checkPrePrepareDeadline(_ out: inout ReplicaOutput) {
+        guard active, !isPrimary, hasUnproposedPending() else { prePrepareDeadline = nil; return }
+        let wait = max(1, viewChangeTimeout() / 2)
+        guard let deadline = prePrepareDeadline else { prePrepareDeadline = now + wait; return }
+        if now >= deadline {
+            prePrepareDeadline = nil
+            out.events.append(.prePrepareDeadlineMissed(primary: primary, waitedTicks: wait))
+            startViewChange(to: view + 1, &out)
+        }
     }
 
     mutating func armViewChangeTimerIfNeeded() {
@@ -398,6 +433,9 @@ public struct Replica {
         guard pp.view == view else { return drop(.prePrepare, from, pp.view < view ? "stale_view" : "future_view", &out) }
         guard active else { return drop(.prePrepare, from, "view_change_in_progress", &out) }
         guard pp.replica != id else { return }
+        // Signed by the primary of our view: it is making progress, even if this replica lags
+        // too far behind to accept it.
+        prePrepareDeadline = nil
         guard inWindow(pp.seq) else { return drop(.prePrepare, from, "outside_watermarks", &out) }
         guard pp.requests.count <= config.maxBatchRequests, batchIsWellFormed(pp.requests) else {
             return drop(.prePrepare, from, "malformed_batch", &out)
@@ -433,6 +471,10 @@ public struct Replica {
         slot.digest = pp.digest
         slots[pp.seq] = slot
         if pp.replica != id {
+            // The primary is making progress: the pre-prepare deadline starts again, and its
+            // requests count as proposed here too (for `hasUnproposedPending`).
+            prePrepareDeadline = nil
+            for r in pp.requests { proposedTimestamps[r.client] = max(proposedTimestamps[r.client] ?? 0, r.timestamp) }
             let p = sign(Prepare(view: view, seq: pp.seq, digest: pp.digest, replica: id))
             if slots[pp.seq]!.prepares[id] != p { out.persist.append(.ownMessage(.prepare(p))) }
             slots[pp.seq]!.prepares[id] = p
@@ -518,6 +560,7 @@ public struct Replica {
         }
         if progressed {
             lastProgressTick = now
+            prePrepareDeadline = nil
             if active {
                 viewChangeAttempts = 0
                 viewChangeDeadline = nil
@@ -995,6 +1038,7 @@ public struct Replica {
 
     mutating func installNewView(_ nv: NewView, _ out: inout ReplicaOutput) {
         active = true
+        prePrepareDeadline = nil
         lastNewView = nv
         out.persist.append(.view(nv.view, active: true))
         out.persist.append(.newView(nv))

@@ -283,6 +283,62 @@ struct PBFTRuleTests {
         }
     }
 
+    @Test("§4.4 (Aardvark) a primary that holds pre-prepares back is suspected after the pre-prepare deadline, well before the view-change timeout")
+    func slowPrimarySuspectedAtPrePrepareDeadline() {
+        // View-change timeout 20 ticks, so the pre-prepare deadline is 10: a backup that holds a
+        // client's next request which no pre-prepare carries waits at most that long for any new
+        // pre-prepare from the primary.
+        let c = TestCluster()
+        var held: [(from: Principal, to: Principal, message: Message)] = []
+        c.filter = { from, to, m in
+            if from == .replica(0), m.kind == .prePrepare { held.append((from, to, m)); return false }
+            return true
+        }
+        let r = c.request(client: 0, timestamp: 1, sessionStart: true, op: "a")
+        c.submit(r)
+        c.tick(9)
+        for i in 1..<4 { #expect(c.replicas[i].view == 0, "the deadline has not passed yet") }
+        c.tick(4)
+        for i in 1..<4 { #expect(c.replicas[i].view == 1, "suspected at the pre-prepare deadline, not the view-change timeout") }
+        c.filter = nil
+        c.tick(20)
+        for i in 1..<4 {
+            #expect(c.replicas[i].active)
+            #expect(c.delivered(i) == [r.digest])
+        }
+    }
+
+    @Test("§4.4 (Aardvark) a primary that keeps sending pre-prepares is not suspected while its pipeline is full")
+    func busyPrimaryNotSuspected() {
+        let c = TestCluster(clients: 1) { $0.maxInFlightBatches = 1; $0.maxBatchRequests = 1 }
+        // Every pre-prepare reaches the backups 5 ticks late and the pipeline holds one batch, so
+        // the backups hold unproposed requests for the 40 ticks the 8 requests take in all, four
+        // times the deadline; but the primary is never silent for as long as the deadline.
+        var held: [(from: Principal, to: Principal, message: Message)] = []
+        c.filter = { from, to, m in
+            if from == .replica(0), m.kind == .prePrepare { held.append((from, to, m)); return false }
+            return true
+        }
+        for t in 1...8 { c.submit(c.request(client: 0, timestamp: UInt64(t), sessionStart: t == 1, op: "\(t)")) }
+        c.run()
+        for _ in 0..<10 {
+            c.tick(5)
+            let release = held
+            held.removeAll()
+            c.filter = nil
+            for h in release { c.queue.append(h) }
+            c.run()
+            c.filter = { from, to, m in
+                if from == .replica(0), m.kind == .prePrepare { held.append((from, to, m)); return false }
+                return true
+            }
+        }
+        for i in 0..<4 {
+            #expect(c.replicas[i].view == 0)
+            #expect(c.delivered(i).count == 8)
+        }
+    }
+
     @Test("§4.4 requests prepared in the old view survive the view change (re-proposed in NEW-VIEW)")
     func preparedRequestSurvivesViewChange() {
         let c = TestCluster()

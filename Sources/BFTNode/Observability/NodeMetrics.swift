@@ -227,7 +227,7 @@ public final class NodeMetrics: @unchecked Sendable {
             setStableCheckpoint(seq)
         case .stateTransferred:
             stateTransferred()
-        case .checkpointMismatch:
+        case .checkpointMismatch, .prePrepareDeadlineMissed:
             break
         case .dropped(_, _, let reason):
             messageDropped(reason: reason)

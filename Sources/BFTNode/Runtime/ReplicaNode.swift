@@ -71,8 +71,10 @@ public final class ReplicaNode: @unchecked Sendable {
     public init(configuration: ClusterConfiguration, id: ReplicaID, key: Ed25519PrivateKey,
                 application: any ReplicatedApplication, dataDirectory: String, deliverLogPath: String?,
                 logger: Logger, listenHost: String? = nil, byzantine: ByzantineMode? = nil,
-                durable: Bool = true, fsync: Bool = true, metricsAddress: (host: String, port: Int)? = nil) throws {
+                durable: Bool = true, fsync: Bool = true, metricsAddress: (host: String, port: Int)? = nil,
+                statusInterval: TimeAmount = .seconds(1)) throws {
         self.id = id
+        self.statusInterval = statusInterval
         self.configuration = configuration
         self.dataDirectory = dataDirectory
         self.deliverLogPath = deliverLogPath
@@ -234,7 +236,7 @@ public final class ReplicaNode: @unchecked Sendable {
         let now = NIODeadline.now()
         metrics.setProgress(view: replica.view, lastExecuted: replica.lastExecuted, stableCheckpoint: replica.stableSeq,
                             highestSeenFromPeers: replica.highestSeqSeen)
-        if now - lastStatusWrite >= .seconds(1) {
+        if now - lastStatusWrite >= statusInterval {
             let t = transport.stats()
             metrics.setPeerConnectionsOpen(t.outboundConnectionsOpen)
             metrics.setClientConnectionsOpen(max(0, t.inboundConnectionsOpen - (configuration.n - 1)))
@@ -351,6 +353,9 @@ public final class ReplicaNode: @unchecked Sendable {
         case .viewChangeStarted(let v):
             counters.withLock { $0.viewChanges += 1 }
             logger.notice("view change started", metadata: meta.merging(["to": "\(v)"]) { $1 })
+        case .prePrepareDeadlineMissed(let primary, let waited):
+            logger.warning("primary sent no pre-prepare while a request waited; suspecting it", metadata: meta.merging([
+                "primary": "\(primary)", "waitedMs": "\(waited * UInt64(configuration.tickMilliseconds))"]) { $1 })
         case .newViewInstalled(let v):
             logger.notice("new view installed", metadata: meta.merging(["newView": "\(v)", "primary": "\(replica.config.primary(of: v))"]) { $1 })
         case .checkpointStable(let seq, let d):
@@ -368,7 +373,10 @@ public final class ReplicaNode: @unchecked Sendable {
         }
     }
 
-    /// Snapshot of the replica's progress, written to `DATA/status.json` once a second.
+    /// How often `DATA/status.json` (and the `/status` endpoint) is refreshed.
+    public let statusInterval: TimeAmount
+
+    /// Snapshot of the replica's progress, written to `DATA/status.json` every `statusInterval`.
     public struct StatusReport: Codable, Sendable {
         public var replica: Int
         public var view: UInt64
