@@ -66,7 +66,7 @@ let package = Package(
             "BFTNode", "BFTCore", "BFTCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "bft-loadgen", dependencies: [
-            "BFTNode", "BFTCore", "BFTCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "BFTNode", "BFTCore", "BFTCrypto", "BFTByzantine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),
         .testTarget(name: "BFTCryptoTests", dependencies: ["BFTCrypto"]),

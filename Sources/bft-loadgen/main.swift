@@ -1,4 +1,5 @@
 import ArgumentParser
+import BFTByzantine
 import BFTCore
 import BFTCrypto
 import BFTNode
@@ -62,6 +63,21 @@ struct LoadGen: ParsableCommand {
     @Option(name: .customLong("request-timeout"), help: "Seconds before a request counts as an error.")
     var requestTimeout: Double = 10
 
+    @Option(help: ArgumentHelp("With --spawn: run replica R as a Byzantine replica in MODE (\(ByzantineMode.allCases.map(\.rawValue).joined(separator: ", "))). Test only.", valueName: "R:MODE"))
+    var byzantine: String?
+
+    @Flag(help: "Client identity number --clients floods every replica (fresh, replayed and forged requests, about 20,000 frames/s) while the other clients measure.")
+    var flood = false
+
+    @Option(name: .customLong("kill-primary-at"), help: "With --spawn: SIGKILL the primary this many seconds into the measured run; report the time to the first reply committed in a later view.")
+    var killPrimaryAt: Double?
+
+    @Option(name: .customLong("restart-after"), help: "With --kill-primary-at: restart the killed replica this many seconds after the kill; report how long it takes to catch up.")
+    var restartAfter: Double?
+
+    @Flag(name: .customLong("attack-table"), help: "With --spawn: run fault-free, then with replica 0 in each Byzantine mode, then with a flooding client (each on a fresh cluster); print each throughput as a fraction of the fault-free one.")
+    var attackTable = false
+
     func fail(_ message: String) -> Never {
         FileHandle.standardError.write(Data("bft-loadgen: \(message)\n".utf8))
         Foundation.exit(2)
@@ -96,25 +112,102 @@ struct LoadGen: ParsableCommand {
         print(String(format: "signature costs on this machine: sign %.1f µs, verify %.1f µs; cores %d", bound.signMicros, bound.verifyMicros, bound.cores))
         print(String(format: "signature bound (1 client signature + %d verifications per request, %d cores shared): %.0f requests/s", cluster.n, bound.cores, bound.requestsPerSecond))
 
-        var spawned: SpawnedCluster?
-        if spawn {
-            guard fsync == "on" || fsync == "off" else { fail("--fsync takes on or off") }
-            do { spawned = try SpawnedCluster.start(configPath: config, cluster: cluster, fsync: fsync) } catch { fail("\(error)") }
-            print("spawned \(cluster.n) replicas (data in \(spawned!.dataDirectory))")
+        if (byzantine != nil || killPrimaryAt != nil || attackTable) && !spawn {
+            fail("--byzantine, --kill-primary-at and --attack-table need --spawn")
         }
-        defer { spawned?.stop() }
-
-        let runtime = ClientRuntime(configuration: cluster, clients: identities, window: window, logger: Logger(label: "bft-loadgen"))
-        runtime.start()
-        defer { runtime.shutdown() }
+        if restartAfter != nil && killPrimaryAt == nil { fail("--restart-after needs --kill-primary-at") }
+        guard fsync == "on" || fsync == "off" else { fail("--fsync takes on or off") }
+        var byzantineReplica: (id: Int, mode: ByzantineMode)?
+        if let byzantine {
+            let parts = byzantine.split(separator: ":", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let r = Int(parts[0]), r >= 0, r < cluster.n, let mode = ByzantineMode(rawValue: parts[1]) else {
+                fail("--byzantine takes R:MODE with R in 0..<\(cluster.n) and MODE one of \(ByzantineMode.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            byzantineReplica = (r, mode)
+        }
+        // The flooder is the identity after the honest ones.
+        var flooderIdentity: (id: ClientID, key: Ed25519PrivateKey)?
+        if flood || attackTable {
+            guard clients < cluster.clients.count else {
+                fail("a flooding client needs a client identity beyond --clients (lower --clients below \(cluster.clients.count))")
+            }
+            do {
+                let key = try ClusterConfiguration.loadPrivateKey(path: "\(dir)/client-\(clients).pem")
+                flooderIdentity = (try cluster.clientID(for: key), key)
+            } catch { fail("\(error)") }
+        }
 
         let fingerprint = Fingerprint(n: cluster.n, f: cluster.f, batchLimit: proto.maxBatchRequests, window: window, clients: clients,
                                       payload: payload, mode: rate > 0 ? "open(\(Int(rate))/s)" : "closed", authentication: "ed25519-signed requests, ed25519-signed replica messages",
                                       fsync: spawn ? fsync : "as configured on the replicas", build: buildConfiguration, cores: bound.cores)
         print("configuration: \(fingerprint.line)")
 
+        /// One run against a cluster (spawned fresh when --spawn), optionally with a Byzantine
+        /// replica, a flooding client and a kill of the primary.
+        func measure(label: String, byzantine: (id: Int, mode: ByzantineMode)?, flooding: Bool, fault: FaultPlan?) -> RunResult {
+            var spawned: SpawnedCluster?
+            if spawn {
+                do {
+                    spawned = try SpawnedCluster.start(configPath: config, cluster: cluster, fsync: fsync, byzantine: byzantine,
+                                                       statusIntervalMs: fault == nil ? 1000 : 50)
+                } catch { fail("\(error)") }
+                let extra = byzantine.map { " (replica \($0.id) Byzantine: \($0.mode.rawValue))" } ?? ""
+                print("spawned \(cluster.n) replicas\(extra), data in \(spawned!.dataDirectory)")
+            }
+            defer { spawned?.stop() }
+            let runtime = ClientRuntime(configuration: cluster, clients: identities, window: window, logger: Logger(label: "bft-loadgen"))
+            runtime.start()
+            defer { runtime.shutdown() }
+            var flooder: Flooder?
+            if flooding, let f = flooderIdentity {
+                flooder = Flooder(configuration: cluster, identity: f)
+                flooder?.start()
+                print("flooding as client \(f.id): \(flooder!.poolSize) pre-signed requests, 1 in \(Flooder.forgedEvery) forged, \(Flooder.framesPerMillisecond) frames/ms to every replica")
+            }
+            defer { flooder?.stop() }
+            var r = Driver(runtime: runtime, identities: identities, payload: payload, rate: rate, timeout: requestTimeout)
+                .run(warmup: warmupS, duration: durationS, label: label, fault: fault, cluster: spawned)
+            r.byzantine = byzantine.map { "\($0.id):\($0.mode.rawValue)" }
+            r.flooding = flooding
+            r.views = spawned?.statuses().map(\.view).max()
+            return r
+        }
+
+        var fault: FaultPlan?
+        if let killPrimaryAt {
+            guard killPrimaryAt < durationS else { fail("--kill-primary-at must fall inside --duration") }
+            fault = FaultPlan(killAt: killPrimaryAt, restartAfter: restartAfter)
+        }
+
         var results: [RunResult] = []
-        if sweep {
+        if attackTable {
+            var rows: [(String, (id: Int, mode: ByzantineMode)?, Bool)] = [("fault-free", nil, false)]
+            for mode in ByzantineMode.allCases { rows.append(("replica 0 \(mode.rawValue)", (0, mode), false)) }
+            rows.append(("flooding client", nil, true))
+            for (label, byz, flooding) in rows {
+                let r = measure(label: label, byzantine: byz, flooding: flooding, fault: nil)
+                results.append(r)
+                print(r.summaryLine)
+            }
+            let base = results[0].throughput
+            print("")
+            print("throughput under attack (\(clients) honest clients, window \(window), \(Int(durationS)) s each; fraction of fault-free)")
+            print("  " + "scenario".padding(toLength: 28, withPad: " ", startingAt: 0) + "   req/s   fraction   p50 ms    p99 ms  errors  final view")
+            for r in results {
+                print("  " + r.label.padding(toLength: 28, withPad: " ", startingAt: 0)
+                      + String(format: " %7.0f   %7.1f%%  %7.2f  %8.2f  %6d  %10@", r.throughput, base > 0 ? 100 * r.throughput / base : 0,
+                               r.p50ms, r.p99ms, r.errors, r.views.map { "\($0)" } ?? "-"))
+            }
+        } else if sweep {
+            var spawned: SpawnedCluster?
+            if spawn {
+                do { spawned = try SpawnedCluster.start(configPath: config, cluster: cluster, fsync: fsync, byzantine: byzantineReplica, statusIntervalMs: 1000) } catch { fail("\(error)") }
+                print("spawned \(cluster.n) replicas (data in \(spawned!.dataDirectory))")
+            }
+            defer { spawned?.stop() }
+            let runtime = ClientRuntime(configuration: cluster, clients: identities, window: window, logger: Logger(label: "bft-loadgen"))
+            runtime.start()
+            defer { runtime.shutdown() }
             var offered = max(200, bound.requestsPerSecond * 0.1)
             var best: RunResult?
             var stepsWithoutGrowth = 0
@@ -132,8 +225,7 @@ struct LoadGen: ParsableCommand {
                              b.throughput, b.offered, b.p50ms, b.p99ms, 100 * b.throughput / bound.requestsPerSecond))
             }
         } else {
-            let r = Driver(runtime: runtime, identities: identities, payload: payload, rate: rate, timeout: requestTimeout)
-                .run(warmup: warmupS, duration: durationS, label: "run")
+            let r = measure(label: "run", byzantine: byzantineReplica, flooding: flood, fault: fault)
             results.append(r)
             r.printTable(bound: bound)
         }
@@ -144,11 +236,7 @@ struct LoadGen: ParsableCommand {
             do { try enc.encode(doc).write(to: URL(fileURLWithPath: json)) } catch { fail("cannot write \(json): \(error.localizedDescription)") }
         }
         let completed = results.reduce(0) { $0 + $1.completed }
-        if completed == 0 {
-            spawned?.stop()
-            runtime.shutdown()
-            fail("no request completed")
-        }
+        if completed == 0 { fail("no request completed") }
     }
 }
 
@@ -213,6 +301,20 @@ struct RunResult: Codable {
     var retransmissions: Int
     var throughput: Double
     var p50ms: Double, p90ms: Double, p99ms: Double, p999ms: Double, maxms: Double
+    /// "R:MODE" when a replica ran a Byzantine mode.
+    var byzantine: String?
+    var flooding = false
+    /// Highest view any replica reported at the end (spawned clusters only).
+    var views: UInt64?
+    /// With --kill-primary-at: the replica killed, the view it led, and the time from the kill to
+    /// the first reply committed in a later view.
+    var killedReplica: Int?
+    var killedView: UInt64?
+    var failoverMs: Double?
+    /// With --restart-after: time from the restart until the restarted replica had executed
+    /// everything the others had executed when it came back.
+    var catchUpMs: Double?
+    var catchUpTarget: UInt64?
 
     var summaryLine: String {
         String(format: "%@: %.0f req/s, p50 %.2f ms, p99 %.2f ms, errors %d", label, throughput, p50ms, p99ms, errors)
@@ -226,6 +328,20 @@ struct RunResult: Codable {
         print("  errors        \(errors) (timeouts)   retransmissions \(retransmissions)")
         print(String(format: "  bound         %.0f requests/s (signatures alone)", bound.requestsPerSecond))
         print(String(format: "  efficiency    %.1f%% of the bound", 100 * throughput / bound.requestsPerSecond))
+        if let killedReplica, let killedView {
+            if let failoverMs {
+                print(String(format: "  failover      %.0f ms from SIGKILL of primary %d (view %d) to the first reply committed in a later view", failoverMs, killedReplica, killedView))
+            } else {
+                print("  failover      no reply committed in a view after \(killedView) before the run ended")
+            }
+            if let catchUpTarget {
+                if let catchUpMs {
+                    print(String(format: "  catch-up      %.0f ms from restart until replica %d executed seq %d (the others' position at its restart)", catchUpMs, killedReplica, catchUpTarget))
+                } else {
+                    print("  catch-up      replica \(killedReplica) did not reach seq \(catchUpTarget) before the run ended")
+                }
+            }
+        }
     }
 }
 
@@ -245,11 +361,18 @@ final class Measurements: @unchecked Sendable {
         var errors = 0
         var intervalErrors = 0
         var measuring = false
+        /// Set by the fault plan: completions in a view above `killedView` end the failover.
+        var killedView: UInt64?
+        var killedAt: UInt64?
+        var firstLaterViewReplyAt: UInt64?
     }
     let state = Mutex(State())
 
-    func record(latencyMicros: UInt64, ok: Bool) {
+    func record(latencyMicros: UInt64, ok: Bool, view: UInt64? = nil) {
         state.withLock { s in
+            if let v = view, let kv = s.killedView, v > kv, s.firstLaterViewReplyAt == nil {
+                s.firstLaterViewReplyAt = DispatchTime.now().uptimeNanoseconds
+            }
             guard s.measuring else { return }
             if ok {
                 _ = s.histogram.record(max(latencyMicros, 1))
@@ -271,7 +394,7 @@ struct Driver {
     let rate: Double
     let timeout: Double
 
-    func run(warmup: Double, duration: Double, label: String) -> RunResult {
+    func run(warmup: Double, duration: Double, label: String, fault: FaultPlan? = nil, cluster: SpawnedCluster? = nil) -> RunResult {
         let m = Measurements()
         let op = Array(repeating: UInt8(ascii: "x"), count: payload)
         let stop = Atomic<Bool>(false)
@@ -290,7 +413,7 @@ struct Driver {
                         let start = DispatchTime.now().uptimeNanoseconds
                         let ok = runtime.trySubmitOnLoop(client: id, operation: op, timeout: timeoutAmount) { outcome in
                             let micros = (DispatchTime.now().uptimeNanoseconds - start) / 1000
-                            if case .completed = outcome { m.record(latencyMicros: micros, ok: true) } else { m.record(latencyMicros: micros, ok: false) }
+                            if case .completed(_, _, let view) = outcome { m.record(latencyMicros: micros, ok: true, view: view) } else { m.record(latencyMicros: micros, ok: false) }
                             fill()
                         }
                         if !ok { break }
@@ -322,7 +445,7 @@ struct Driver {
                         idx += 1
                         if runtime.trySubmitOnLoop(client: id, operation: op, timeout: timeoutAmount, done: { outcome in
                             let micros = (DispatchTime.now().uptimeNanoseconds - t) / 1000
-                            if case .completed = outcome { m.record(latencyMicros: micros, ok: true) } else { m.record(latencyMicros: micros, ok: false) }
+                            if case .completed(_, _, let view) = outcome { m.record(latencyMicros: micros, ok: true, view: view) } else { m.record(latencyMicros: micros, ok: false) }
                         }) { sent = true; break }
                     }
                     if !sent { leftover.append(t) }
@@ -337,6 +460,16 @@ struct Driver {
         Thread.sleep(forTimeInterval: warmup)
         m.state.withLock { $0.measuring = true }
         let start = Date()
+        let faultOutcome = FaultOutcome.Box()
+        let faultDone = DispatchSemaphore(value: 0)
+        if let fault, let cluster {
+            Thread.detachNewThread {
+                fault.carryOut(on: cluster, measurements: m, outcome: faultOutcome, until: start.addingTimeInterval(duration))
+                faultDone.signal()
+            }
+        } else {
+            faultDone.signal()
+        }
         var lastPrint = start
         while Date().timeIntervalSince(start) < duration {
             Thread.sleep(forTimeInterval: min(1.0, max(0.01, duration - Date().timeIntervalSince(start))))
@@ -354,6 +487,8 @@ struct Driver {
         }
         let seconds = Date().timeIntervalSince(start)
         let final = m.state.withLock { s -> Measurements.State in s.measuring = false; return s }
+        faultDone.wait()
+        let fo = faultOutcome.value.withLock { $0 }
         stop.store(true, ordering: .relaxed)
         // Let outstanding requests drain so the next step starts clean.
         Thread.sleep(forTimeInterval: 0.5)
@@ -363,42 +498,206 @@ struct Driver {
         return RunResult(label: label, offered: rate, seconds: seconds, completed: final.completed, errors: final.errors,
                          retransmissions: retransmits, throughput: Double(final.completed) / seconds,
                          p50ms: ms(h.valueAtPercentile(50)), p90ms: ms(h.valueAtPercentile(90)), p99ms: ms(h.valueAtPercentile(99)),
-                         p999ms: ms(h.valueAtPercentile(99.9)), maxms: ms(h.max))
+                         p999ms: ms(h.valueAtPercentile(99.9)), maxms: ms(h.max),
+                         killedReplica: fo.killedReplica, killedView: fo.killedView,
+                         failoverMs: final.firstLaterViewReplyAt.flatMap { t in final.killedAt.map { Double(t - $0) / 1e6 } },
+                         catchUpMs: fo.catchUpMs, catchUpTarget: fo.catchUpTarget)
+    }
+}
+
+/// `--kill-primary-at` / `--restart-after`: what to do to a spawned cluster during the run.
+struct FaultPlan {
+    let killAt: Double
+    let restartAfter: Double?
+
+    func carryOut(on cluster: SpawnedCluster, measurements m: Measurements, outcome box: FaultOutcome.Box, until end: Date) {
+        let start = Date()
+        Thread.sleep(forTimeInterval: killAt)
+        // The primary of the highest view an active replica reports.
+        let statuses = cluster.statuses()
+        guard let lead = statuses.filter(\.active).max(by: { $0.view < $1.view }) else {
+            print("fault plan: no replica reported an active view; nothing killed")
+            return
+        }
+        let victim = lead.primary
+        let view = lead.view
+        m.state.withLock { s in
+            s.killedView = view
+            s.killedAt = DispatchTime.now().uptimeNanoseconds
+        }
+        cluster.kill(victim)
+        box.value.withLock { $0.killedReplica = victim; $0.killedView = view }
+        print(String(format: "[fault %5.1fs] SIGKILL replica %d, the primary of view %d", Date().timeIntervalSince(start), victim, view))
+        guard let restartAfter else { return }
+        Thread.sleep(forTimeInterval: restartAfter)
+        let target = cluster.statuses().filter { $0.replica != victim }.map(\.lastExecuted).max() ?? 0
+        let restartedAt = DispatchTime.now().uptimeNanoseconds
+        do { try cluster.restart(victim) } catch {
+            print("fault plan: restart of replica \(victim) failed: \(error)")
+            return
+        }
+        box.value.withLock { $0.catchUpTarget = target }
+        print(String(format: "[fault %5.1fs] restarted replica %d; the others had executed up to seq %d", Date().timeIntervalSince(start), victim, target))
+        while Date() < end.addingTimeInterval(30) {
+            if let st = cluster.status(of: victim), st.lastExecuted >= target {
+                let ms = Double(DispatchTime.now().uptimeNanoseconds - restartedAt) / 1e6
+                box.value.withLock { $0.catchUpMs = ms }
+                print(String(format: "[fault %5.1fs] replica %d reached seq %d (now at %d, view %d)", Date().timeIntervalSince(start), victim, target, st.lastExecuted, st.view))
+                return
+            }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+    }
+}
+
+struct FaultOutcome {
+    final class Box: Sendable { let value = Mutex(FaultOutcome()) }
+    var killedReplica: Int?
+    var killedView: UInt64?
+    var catchUpTarget: UInt64?
+    var catchUpMs: Double?
+}
+
+/// A hostile client for the under-attack benchmark: it sends, to every replica and without
+/// waiting for replies, a cycle over a pool of pre-signed requests with consecutive timestamps
+/// (new ones on the first pass, replays after), one in `forgedEvery` with a corrupted signature,
+/// `framesPerMillisecond` frames each millisecond. The replicas must hold it to its window,
+/// answer replays from their reply cache, penalise and disconnect it for forgeries, and keep
+/// serving the honest clients.
+final class Flooder: @unchecked Sendable {
+    static let framesPerMillisecond = 20
+    static let forgedEvery = 16
+    let poolSize = 8192
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let connections: ClientConnections
+    var pool: [ByteBuffer] = []
+    var next = 0
+    var task: RepeatedTask?
+
+    init(configuration: ClusterConfiguration, identity: (id: ClientID, key: Ed25519PrivateKey)) {
+        let proto = configuration.protocolConfig()
+        var addresses: [Int: (host: String, port: Int)] = [:]
+        for r in configuration.replicas { addresses[r.id] = (r.host, r.port) }
+        connections = ClientConnections(clusterID: proto.clusterID, replicas: addresses, knownKinds: [MessageKind.reply.rawValue],
+                                        group: group, logger: Logger(label: "bft-loadgen.flooder"), onFrame: { _, _ in })
+        let signer = Ed25519MessageSigner(key: identity.key)
+        let t0 = UInt64(Date().timeIntervalSince1970 * 1_000_000) + 1_000_000
+        for k in 0..<poolSize {
+            var r = Request(client: identity.id, timestamp: t0 + UInt64(k), sessionStart: k == 0, operation: Array("SET flood \(k)".utf8))
+                .signed(with: signer, clusterID: proto.clusterID)
+            if k % Flooder.forgedEvery == Flooder.forgedEvery - 1 { r.signature[0] ^= 0x55 }
+            var buf = ByteBufferAllocator().buffer(capacity: 0)
+            buf.writeBytes(r.encoded)
+            pool.append(buf)
+        }
+    }
+
+    func start() {
+        connections.start()
+        task = group.next().scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(1)) { [self] _ in
+            for _ in 0..<Flooder.framesPerMillisecond {
+                connections.broadcast(kind: MessageKind.request.rawValue, body: pool[next])
+                next = (next + 1) % pool.count
+            }
+        }
+    }
+
+    func stop() {
+        task?.cancel()
+        try? connections.shutdown().wait()
+        try? group.syncShutdownGracefully()
     }
 }
 
 /// A local cluster started by `--spawn`.
-struct SpawnedCluster {
-    let processes: [Process]
+final class SpawnedCluster: @unchecked Sendable {
+    let node: String
     let dataDirectory: String
+    var arguments: [[String]] = []
+    var environments: [[String: String]] = []
+    var processes: [Process] = []
+    static let runs = Atomic<Int>(0)
 
-    static func start(configPath: String, cluster: ClusterConfiguration, fsync: String) throws -> SpawnedCluster {
+    init(node: String, dataDirectory: String) {
+        self.node = node
+        self.dataDirectory = dataDirectory
+    }
+
+    static func start(configPath: String, cluster: ClusterConfiguration, fsync: String, byzantine: (id: Int, mode: ByzantineMode)?,
+                      statusIntervalMs: Int) throws -> SpawnedCluster {
         let selfPath = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         let node = selfPath.deletingLastPathComponent().appendingPathComponent("bft-node").path
         guard FileManager.default.isExecutableFile(atPath: node) else {
             throw SpawnError("bft-node not found next to bft-loadgen (\(node)); build it with the same configuration")
         }
         let keys = URL(fileURLWithPath: configPath).deletingLastPathComponent().path
-        let data = NSTemporaryDirectory() + "bft-loadgen-\(getpid())"
-        var processes: [Process] = []
+        let run = runs.add(1, ordering: .relaxed).newValue
+        let c = SpawnedCluster(node: node, dataDirectory: NSTemporaryDirectory() + "bft-loadgen-\(getpid())-\(run)")
         for r in cluster.replicas {
-            let dir = "\(data)/replica-\(r.id)"
+            let dir = "\(c.dataDirectory)/replica-\(r.id)"
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: node)
-            p.arguments = ["--config", configPath, "--id", "\(r.id)", "--key", "\(keys)/replica-\(r.id).pem",
-                           "--data", dir, "--app", "kv", "--deliver-log", "\(dir)/deliver.log", "--fsync", fsync]
-            _ = FileManager.default.createFile(atPath: "\(dir)/node.log", contents: nil)
-            p.standardError = FileHandle(forWritingAtPath: "\(dir)/node.log")
-            try p.run()
-            processes.append(p)
+            var args = ["--config", configPath, "--id", "\(r.id)", "--key", "\(keys)/replica-\(r.id).pem",
+                        "--data", dir, "--app", "kv", "--deliver-log", "\(dir)/deliver.log", "--fsync", fsync,
+                        "--status-interval-ms", "\(statusIntervalMs)"]
+            var env = ProcessInfo.processInfo.environment
+            if let byzantine, byzantine.id == r.id {
+                args += ["--byzantine", byzantine.mode.rawValue]
+                env["BFT_ALLOW_BYZANTINE"] = "1"
+            }
+            c.arguments.append(args)
+            c.environments.append(env)
+            c.processes.append(try c.launch(r.id))
         }
         Thread.sleep(forTimeInterval: 1.0)
-        if let dead = processes.firstIndex(where: { !$0.isRunning }) {
-            for p in processes where p.isRunning { p.terminate() }
-            throw SpawnError("replica \(dead) exited at start; see \(data)/replica-\(dead)/node.log")
+        if let dead = c.processes.firstIndex(where: { !$0.isRunning }) {
+            c.stop()
+            throw SpawnError("replica \(dead) exited at start; see \(c.dataDirectory)/replica-\(dead)/node.log")
         }
-        return SpawnedCluster(processes: processes, dataDirectory: data)
+        return c
+    }
+
+    func launch(_ id: Int) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: node)
+        p.arguments = arguments[id]
+        p.environment = environments[id]
+        let log = "\(dataDirectory)/replica-\(id)/node.log"
+        if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
+        let handle = FileHandle(forWritingAtPath: log)
+        handle?.seekToEndOfFile()
+        p.standardError = handle
+        try p.run()
+        return p
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a crash.
+    func kill(_ id: Int) {
+        Foundation.kill(processes[id].processIdentifier, SIGKILL)
+        processes[id].waitUntilExit()
+    }
+
+    /// Starts a killed replica again on its data directory (it recovers from its write-ahead log).
+    func restart(_ id: Int) throws {
+        try? FileManager.default.removeItem(atPath: "\(dataDirectory)/replica-\(id)/status.json")
+        processes[id] = try launch(id)
+    }
+
+    struct Status: Decodable {
+        var replica: Int
+        var view: UInt64
+        var primary: Int
+        var active: Bool
+        var lastExecuted: UInt64
+    }
+
+    func status(of id: Int) -> Status? {
+        guard let data = FileManager.default.contents(atPath: "\(dataDirectory)/replica-\(id)/status.json") else { return nil }
+        return try? JSONDecoder().decode(Status.self, from: data)
+    }
+
+    /// The status files of the replicas that are running.
+    func statuses() -> [Status] {
+        processes.indices.filter { processes[$0].isRunning }.compactMap { status(of: $0) }
     }
 
     func stop() {

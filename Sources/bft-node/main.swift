@@ -49,6 +49,9 @@ struct BFTNodeCommand: ParsableCommand {
     @Option(help: "fdatasync the write-ahead log before sending (on), or not (off: for benchmarks only; a crash can then lose what this replica signed).")
     var fsync: String = "on"
 
+    @Option(name: .customLong("status-interval-ms"), help: "How often DATA/status.json and /status are refreshed, in milliseconds (50...60000).")
+    var statusIntervalMs: Int = 1000
+
     @Option(name: .customLong("log-level"), help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "notice"
 
@@ -66,6 +69,7 @@ struct BFTNodeCommand: ParsableCommand {
         }
         let logger = Logger(label: "bft-node")
         guard fsync == "on" || fsync == "off" else { fail("--fsync takes on or off") }
+        guard (50...60_000).contains(statusIntervalMs) else { fail("--status-interval-ms must be 50...60000") }
         var metricsAddress: (host: String, port: Int)?
         if let metrics {
             guard let colon = metrics.lastIndex(of: ":"), let port = Int(metrics[metrics.index(after: colon)...]), port >= 0, port < 65536 else {
@@ -109,7 +113,8 @@ struct BFTNodeCommand: ParsableCommand {
         do {
             node = try ReplicaNode(configuration: cluster, id: id, key: privateKey, application: application,
                                    dataDirectory: data, deliverLogPath: deliverLog, logger: logger, listenHost: listen,
-                                   byzantine: byzantineMode, fsync: fsync == "on", metricsAddress: metricsAddress)
+                                   byzantine: byzantineMode, fsync: fsync == "on", metricsAddress: metricsAddress,
+                                   statusInterval: .milliseconds(Int64(statusIntervalMs)))
             try node.start()
         } catch {
             fail("cannot start replica \(id): \(error)")
