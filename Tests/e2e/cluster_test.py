@@ -526,7 +526,7 @@ BYZANTINE = [
     byzantine_primary_test("silent", 20, True),
     byzantine_primary_test("equivocate", 20, True),
     byzantine_primary_test("selective", 20, False),
-    byzantine_primary_test("slow", 4, False),
+    byzantine_primary_test("slow", 20, True),  # the pre-prepare deadline replaces it
     byzantine_primary_test("bad-signatures", 20, True),
     byzantine_primary_test("replay", 20, False),
     byzantine_primary_test("bogus-view-change", 20, False),
