@@ -26,6 +26,12 @@ public struct ExecutionContext: Sendable {
     public let seq: SeqNum
     /// 1-based position of the request in the total order.
     public let index: UInt64
+
+    /// Public so applications can be tested (and fuzzed) outside a replica; a replica makes
+    /// its own for every delivery.
+    public init(client: ClientID, timestamp: UInt64, seq: SeqNum, index: UInt64) {
+        self.client = client; self.timestamp = timestamp; self.seq = seq; self.index = index
+    }
 }
 
 /// A request delivered to the application, in delivery order.

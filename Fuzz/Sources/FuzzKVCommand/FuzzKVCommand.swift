@@ -26,12 +26,8 @@ let tinyLimits: KVApplication.Limits = {
     return l
 }()
 
-/// `ExecutionContext` has no public initializer (its memberwise one is internal to BFTCore) and
-/// the KV store ignores it, so build one from its stored fields. The layout of a non-resilient
-/// struct is its fields in order, the same as the tuple; `unsafeBitCast` traps if the sizes
-/// ever differ. Replace with `ExecutionContext(...)` if BFTCore makes its initializer public.
-let context: ExecutionContext = unsafeBitCast(
-    (ClientID(0), UInt64(1), SeqNum(1), UInt64(1)), to: ExecutionContext.self)
+/// The KV store ignores its context; any valid one will do.
+let context = ExecutionContext(client: 0, timestamp: 1, seq: 1, index: 1)
 
 func checkInvariants(_ app: KVApplication) {
     fuzzCheck(app.count <= app.limits.maxKeys, "\(app.count) keys, limit \(app.limits.maxKeys)")
