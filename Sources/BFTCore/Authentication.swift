@@ -119,6 +119,10 @@ public final class MessageVerifier: Sendable {
     /// Most request digests remembered as verified.
     public let verifiedRequestCacheLimit: Int
     private let cache: Mutex<DigestCache>
+    /// Reply batch signatures already verified, by digest of (signed bytes, signature). Replies
+    /// are signed once per executed batch (`Reply.entries`), so a client with several requests
+    /// in one batch gets the same signature from a replica several times: it is checked once.
+    private let replyBatches: Mutex<DigestCache>
 
     public init(checker: any SignatureChecker, clusterID: UInt32, replicaCount: Int, clientCount: Int, verifiedRequestCacheLimit: Int = 65_536) {
         self.checker = checker
@@ -127,6 +131,7 @@ public final class MessageVerifier: Sendable {
         self.clientCount = clientCount
         self.verifiedRequestCacheLimit = verifiedRequestCacheLimit
         self.cache = Mutex(DigestCache(limit: verifiedRequestCacheLimit))
+        self.replyBatches = Mutex(DigestCache(limit: 4096))
     }
 
     public func verify(_ message: Message) -> Result<VerifiedMessage, VerificationFailure> {
@@ -135,7 +140,7 @@ public final class MessageVerifier: Sendable {
         case .request(let r):
             return verifyRequest(r) ? .success(VerifiedMessage(message)) : .failure(.badSignature(.request))
         case .reply(let r):
-            return r.isCoveredBySignature && check(r) ? .success(VerifiedMessage(message)) : .failure(.badSignature(.reply))
+            return r.isCoveredBySignature && verifyReplyBatch(r) ? .success(VerifiedMessage(message)) : .failure(.badSignature(.reply))
         default:
             guard check(message.payload) else { return .failure(.badSignature(message.kind)) }
             guard nestedValid(message) else { return .failure(.badNestedSignature(message.kind)) }
@@ -163,6 +168,16 @@ public final class MessageVerifier: Sendable {
         if cache.withLock({ $0.contains(d) }) { return true }
         guard check(r) else { return false }
         cache.withLock { $0.insert(d) }
+        return true
+    }
+
+    private func verifyReplyBatch(_ r: Reply) -> Bool {
+        guard unknown(r.signer) == nil, r.signature.count == signatureByteCount else { return false }
+        let signed = r.signingBytes(clusterID: clusterID)
+        let key = SHA256.hash(parts: [signed, r.signature])
+        if replyBatches.withLock({ $0.contains(key) }) { return true }
+        guard checker.isValid(signature: r.signature, for: signed, by: r.signer) else { return false }
+        replyBatches.withLock { $0.insert(key) }
         return true
     }
 

@@ -1,3 +1,4 @@
+import Synchronization
 import BFTCore
 import BFTCrypto
 import Testing
@@ -45,6 +46,28 @@ struct PBFTRuleTests {
         forged.result = Array("forged".utf8)  // the signature still verifies, but the entry is not in it
         if case .success = c.clientVerifier.verify(.reply(forged)) { Issue.record("reply outside the signed entries accepted") }
         if case .failure = c.clientVerifier.verify(.reply(fromReplica2[1])) { Issue.record("genuine reply refused") }
+    }
+
+    @Test("§4.1 a client checks a replica's batch signature once for all its replies in that batch, and a reply with altered signed entries still fails")
+    func replyBatchSignatureCheckedOnce() {
+        let c = TestCluster()
+        let a = c.request(client: 0, timestamp: 1, sessionStart: true, op: "a")
+        let b = c.request(client: 0, timestamp: 2, op: "b")
+        let pp = c.sign(PrePrepare(view: 0, seq: 1, replica: 0, requests: [a, b]), as: .replica(0))
+        for i in 1..<4 { c.inject(.prePrepare(pp), from: .replica(0), to: i) }
+        c.run()
+        let fromReplica2 = c.replies.filter { $0.replica == 2 }.map(\.reply)
+        #expect(fromReplica2.count == 2)
+        let counting = CountingChecker(inner: c.signatures)
+        let verifier = MessageVerifier(checker: counting, clusterID: c.config.clusterID, replicaCount: 4, clientCount: 2)
+        for r in fromReplica2 {
+            if case .failure = verifier.verify(.reply(r)) { Issue.record("genuine reply refused") }
+        }
+        #expect(counting.calls.withLock { $0 } == 1)
+        var altered = fromReplica2[1]
+        altered.entries = [altered.entryDigest]  // covered, but not what replica 2 signed
+        if case .success = verifier.verify(.reply(altered)) { Issue.record("reply with altered entries accepted") }
+        #expect(counting.calls.withLock { $0 } == 2)
     }
 
     @Test("§4.1 a retransmitted request gets the cached reply and is never executed twice")
@@ -536,5 +559,16 @@ struct GoldenTraceTests {
             "r1>r0:commit(v0,n1)", "r1>r2:commit(v0,n1)", "r1>r3:commit(v0,n1)",
             "r0>c0:reply(t1)", "r1>c0:reply(t1)", "r2>c0:reply(t1)", "r3>c0:reply(t1)",
         ])
+    }
+}
+
+/// Counts signature checks, to show what the verifier's caches save.
+final class CountingChecker: SignatureChecker {
+    let inner: any SignatureChecker
+    let calls = Mutex(0)
+    init(inner: any SignatureChecker) { self.inner = inner }
+    func isValid(signature: [UInt8], for bytes: [UInt8], by principal: Principal) -> Bool {
+        calls.withLock { $0 += 1 }
+        return inner.isValid(signature: signature, for: bytes, by: principal)
     }
 }
