@@ -627,6 +627,7 @@ final class SpawnedCluster: @unchecked Sendable {
                       statusIntervalMs: Int) throws -> SpawnedCluster {
         let selfPath = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         let node = selfPath.deletingLastPathComponent().appendingPathComponent("bft-node").path
+        buildNodeOnce(beside: selfPath)
         guard FileManager.default.isExecutableFile(atPath: node) else {
             throw SpawnError("bft-node not found next to bft-loadgen (\(node)); build it with the same configuration")
         }
@@ -654,6 +655,24 @@ final class SpawnedCluster: @unchecked Sendable {
             throw SpawnError("replica \(dead) exited at start; see \(c.dataDirectory)/replica-\(dead)/node.log")
         }
         return c
+    }
+
+    static let nodeBuilt = Atomic<Bool>(false)
+
+    /// `swift run bft-loadgen` builds only this product. Run from a package checkout, build the
+    /// replica binary beside it (a no-op of a few seconds when it is up to date), so a clean
+    /// clone works and a stale bft-node is never measured.
+    static func buildNodeOnce(beside selfPath: URL) {
+        guard !nodeBuilt.exchange(true, ordering: .relaxed),
+              selfPath.path.contains("/.build/"), FileManager.default.fileExists(atPath: "Package.swift") else { return }
+        let configuration = selfPath.deletingLastPathComponent().lastPathComponent == "release" ? "release" : "debug"
+        print("building bft-node beside bft-loadgen: swift build -c \(configuration) --product bft-node")
+        let build = Process()
+        build.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        build.arguments = ["swift", "build", "-c", configuration, "--product", "bft-node"]
+        build.standardOutput = FileHandle.nullDevice
+        try? build.run()
+        build.waitUntilExit()
     }
 
     func launch(_ id: Int) throws -> Process {
