@@ -10,19 +10,20 @@
 #    it inside a network namespace and a mount namespace made for this run: the image is a Debian
 #    bookworm minbase root file system (debootstrap, cached under $DOCKER_CHECK_CACHE) with the
 #    release executables from BIN_DIR (built by the caller with
-#    `swift build -c release --static-swift-stdlib --product …`) and keys/; it carries the
-#    USER/HEALTHCHECK/ENTRYPOINT/CMD of docker/Dockerfile's runtime stage. The run starts the four
-#    replicas, waits for the HEALTHCHECK, runs the loadgen and client services, stops the current
-#    primary (from /data/status.json; replica0 in view 0; it must exit 0 on SIGTERM), runs them
-#    again with --no-deps (served after a view change), compares the deliver logs (common index
-#    range identical apart from `view`, everything after the stop in a later view) and ends with
-#    `down -v`. Podman runs in its own network, mount and PID namespaces (nsenter --net + unshare);
-#    the root namespace's firewall, links, routes and ip_forward are never touched; the namespace,
-#    storage, image and podman's cgroups are removed afterwards, also on failure or timeout.
+#    `swift build -c release --static-swift-stdlib`; BIN_DIR is what --show-bin-path prints) and
+#    keys/; it carries the USER/HEALTHCHECK/ENTRYPOINT/CMD of docker/Dockerfile's runtime stage.
+#    The run starts the four replicas, waits for the HEALTHCHECK, runs the loadgen and client
+#    services, stops the current primary (from /data/status.json; replica0 in view 0; it must
+#    exit 0 on SIGTERM), runs them again with --no-deps (served after a view change), compares
+#    the deliver logs (common index range identical apart from `view`, everything after the stop
+#    in a later view) and ends with `down -v`. Podman runs in its own network, mount and PID
+#    namespaces (nsenter --net + unshare); the root namespace's firewall, links, routes and
+#    ip_forward are never touched; the namespace, storage, image and podman's cgroups are removed
+#    afterwards, also on failure, timeout or a signal.
 #
-# Exit status: 0 when every check that could run passed; 1 when a check of the product failed;
-# 2 on wrong usage. A Podman step that cannot work on this machine (package, debootstrap,
-# namespace, runtime) is reported as "UNAVAILABLE <step>: <why>" and does not fail the run unless
+# Exit status: 0 when every check that could run passed; 1 when a check failed; 2 on wrong usage.
+# A Podman step that cannot work on this machine (package, debootstrap, namespace, runtime) is
+# reported as "UNAVAILABLE <step>: <why>" and does not fail the run unless
 # DOCKER_CHECK_REQUIRE_PODMAN=1.
 #
 # Environment:
