@@ -431,7 +431,10 @@ struct Driver {
             let task = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(1)) { _ in
                 guard !stop.load(ordering: .relaxed) else { return }
                 let now = DispatchTime.now().uptimeNanoseconds
-                let due = Int(Double(now - begin) / 1e9 / interval)
+                // Requests 0 ..< due have intended send times at or before now (request k at
+                // begin + k × interval; counting only completed intervals sent each one an
+                // interval late and added that much to every latency).
+                let due = Int(Double(now - begin) / 1e9 / interval) + 1
                 var intended = queued.withLock { q -> [UInt64] in let x = q; q.removeAll(); return x }
                 let already = sentCount.withLock { $0 }
                 for k in already..<max(already, due) { intended.append(begin + UInt64(Double(k) * interval * 1e9)) }
