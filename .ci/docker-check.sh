@@ -535,22 +535,30 @@ PY
   fi
 
   step "deliver logs"
-  # Wait (up to 20 s) until the survivors' logs stop growing and have the same length.
+  # Wait (up to 20 s) until the survivors' logs stop growing and end at the same index (not the
+  # same length: a replica that caught up by state transfer has no lines for what it skipped).
   local deadline=$((SECONDS + 20)) prev="" now
   while :; do
     now=""
     for s in replica0 replica1 replica2 replica3; do
       cp "$(data_dir "$s")/deliver.log" "$WORK/out/$s.log" 2>/dev/null || : >"$WORK/out/$s.log"
-      [ "$s" = "$victim" ] || now="$now $(wc -l <"$WORK/out/$s.log")"
+      [ "$s" = "$victim" ] || now="$now $(tail -n 1 "$WORK/out/$s.log" | sed -n 's/.*"index" *: *\([0-9]*\).*/\1/p')"
     done
     [ "$now" = "$prev" ] && [ "$(printf '%s\n' $now | sort -u | wc -l)" = 1 ] && break
     [ "$SECONDS" -ge "$deadline" ] && break
     prev="$now"; sleep 2
   done
+  # Which replicas caught up by state transfer (their deliver logs may skip indices).
+  local transferred=""
+  for s in replica0 replica1 replica2 replica3; do
+    podman logs "${ctr[$s]}" >"$WORK/logs/$s.stderr.log" 2>&1 || true
+    grep -q 'state transferred' "$WORK/logs/$s.stderr.log" && transferred="$transferred,${s#replica}"
+  done
   local out
-  if out="$(python3 - "$WORK/out" "${victim#replica}" "$view_before" "$delivered_before" <<'PY'
+  if out="$(python3 - "$WORK/out" "${victim#replica}" "$view_before" "$delivered_before" "$transferred" <<'PY'
 import json, os, sys
 out, victim, view_before, before = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+transferred = {int(r) for r in sys.argv[5].split(",") if r}
 logs, problems = {}, []
 for r in range(4):
     entries = []
@@ -562,10 +570,16 @@ for r in range(4):
                 except ValueError:
                     problems.append(f"replica{r} line {n} is not JSON: {line[:80]!r}")
     logs[r] = entries
+skipped = {}
 for r, entries in logs.items():
     idx = [e["index"] for e in entries]
-    if idx and idx != list(range(idx[0], idx[0] + len(idx))):
-        problems.append(f"replica{r}: indices are not consecutive")
+    if any(b <= a for a, b in zip(idx, idx[1:])):
+        problems.append(f"replica{r}: indices are not increasing")
+    gaps = [(a + 1, b - 1) for a, b in zip(idx, idx[1:]) if b > a + 1]
+    if gaps:
+        skipped[r] = gaps
+        if r not in transferred:
+            problems.append(f"replica{r}: indices {gaps[0][0]}..{gaps[0][1]} missing without a state transfer in its log")
     keys = [(e["client"], e["timestamp"]) for e in entries]
     if len(set(keys)) != len(keys):
         problems.append(f"replica{r}: a request was delivered twice")
@@ -574,21 +588,26 @@ if any(not logs[r] for r in survivors):
     problems.append("a surviving replica delivered nothing: " + ", ".join(f"replica{r}={len(logs[r])}" for r in survivors))
     lo = hi = top = views_differ = 0
 else:
-    # Common index range of the survivors (a replica that did state transfer lacks a prefix).
+    # Common index range of the survivors. A replica that caught up by state transfer has no
+    # lines for the indices it skipped (a prefix, or a stretch in the middle): every index of the
+    # range must be in some survivor's log, and every log that has it must say the same.
     lo = max(logs[r][0]["index"] for r in survivors)
     hi = min(logs[r][-1]["index"] for r in survivors)
     strip = lambda e: {k: v for k, v in e.items() if k != "view"}
     by = {r: {e["index"]: e for e in logs[r]} for r in range(4)}
-    ref_r = survivors[0]
     views_differ = 0
     for i in range(lo, hi + 1):
-        ref = by[ref_r].get(i)
-        for r in survivors[1:] + ([victim] if i in by[victim] else []):
-            other = by[r].get(i)
-            if other is None or ref is None or strip(other) != strip(ref):
-                problems.append(f"index {i}: replica{ref_r} {ref} != replica{r} {other}")
-            elif other.get("view") != ref.get("view"):
-                views_differ += 1
+        holders = [r for r in range(4) if i in by[r]]
+        if not any(r in survivors for r in holders):
+            problems.append(f"index {i}: in no surviving replica's deliver log")
+        else:
+            ref_r = holders[0]
+            ref = by[ref_r][i]
+            for r in holders[1:]:
+                if strip(by[r][i]) != strip(ref):
+                    problems.append(f"index {i}: replica{ref_r} {ref} != replica{r} {by[r][i]}")
+                elif by[r][i].get("view") != ref.get("view"):
+                    views_differ += 1
         if len(problems) > 5:
             break
     if hi < lo:
@@ -608,7 +627,8 @@ if problems:
 else:
     print(f"delivered {[len(logs[r]) for r in range(4)]} (replica0..3); survivors agree on indices {lo}..{hi} "
           f"({hi - lo + 1} entries: index, seq, client, timestamp, digest identical"
-          f"{f'; view differs on {views_differ} re-proposed entries' if views_differ else ''}); "
+          f"{f'; view differs on {views_differ} re-proposed entries' if views_differ else ''}"
+          f"{''.join(f'; replica{r} skipped {sum(b - a + 1 for a, b in g)} by state transfer' for r, g in skipped.items())}); "
           f"{len(late) // max(1, len(survivors))} entries after the stop, all in views > {view_before} (highest {top})")
 sys.exit(1 if problems else 0)
 PY
@@ -618,7 +638,6 @@ PY
     fail "deliver logs: $(printf '%s\n' "$out" | sed -n 's/^PROBLEM //p' | head -n1 | cut -c1-300)"
   fi
 
-  for s in replica0 replica1 replica2 replica3; do podman logs "${ctr[$s]}" >"$WORK/logs/$s.stderr.log" 2>&1 || true; done
   say "view changes in the replica logs: $(cat "$WORK"/logs/replica*.stderr.log | grep -c 'new view installed' || true) 'new view installed' lines"
 
   step "compose down -v"
