@@ -321,14 +321,21 @@ public struct Replica {
 
     /// Backups: true when some client's next request is pending here and no accepted
     /// pre-prepare carries it, i.e. the primary has something it should be ordering.
-    func hasUnproposedPending() -> Bool {
-        for c in pending.order {
+    func hasUnproposedPending() -> Bool { !unproposedPending(limit: 1).isEmpty }
+
+    /// Backups: each client's next request that is pending here and in no accepted pre-prepare.
+    func unproposedPending(limit: Int) -> [Request] {
+        var found: [Request] = []
+        for c in pending.order where found.count < limit {
             guard let list = pending.byClient[c] else { continue }
             let last = max(clients[c]?.lastTimestamp ?? 0, proposedTimestamps[c] ?? 0)
-            if let r = list.first(where: { $0.timestamp > last }), nextExecutable(r, after: last) { return true }
+            if let r = list.first(where: { $0.timestamp > last }), nextExecutable(r, after: last) { found.append(r) }
         }
-        return false
+        return found
     }
+
+    /// Most requests a backup forwards to the primary at once (one per client).
+    static let maxForwardedRequests = 64
 
     /// Monitoring of the primary's pace, after Aardvark (Clement et al., NSDI'09). The view-change
     /// timer only catches a primary that keeps a request from executing for the whole timeout, so
@@ -341,6 +348,13 @@ public struct Replica {
         guard active, !isPrimary, hasUnproposedPending() else { prePrepareDeadline = nil; return }
         let wait = max(1, viewChangeTimeout() / 2)
         guard let deadline = prePrepareDeadline else { prePrepareDeadline = now + wait; return }
+        if now == deadline - wait / 2 {
+            // Halfway: the primary may simply not have the request (its copy was lost, or refused
+            // while that client's window was full there). Forward it, as PBFT backups do, so a
+            // correct primary can propose it before the deadline; the client's own retransmission
+            // may come too late.
+            for r in unproposedPending(limit: Replica.maxForwardedRequests) { send(.replica(primary), .request(r), &out) }
+        }
         if now >= deadline {
             prePrepareDeadline = nil
             out.events.append(.prePrepareDeadlineMissed(primary: primary, waitedTicks: wait))
@@ -788,7 +802,9 @@ public struct Replica {
             entries.append(cert)
             s += 1
         }
-        let nv = (fetch.view < view && active) ? lastNewView : nil
+        // A peer in a lower view, or in ours but (perhaps) still waiting for its NEW-VIEW, which
+        // the primary of our view sends (one sender, not every replica the peer asks).
+        let nv = (active && (fetch.view < view || (fetch.view == view && isPrimary))) ? lastNewView : nil
         if !entries.isEmpty || nv != nil {
             send(.replica(peer), .catchUp(sign(CatchUp(entries: entries, newView: nv, replica: id))), &out)
         }
@@ -883,6 +899,9 @@ public struct Replica {
     mutating func retransmit(_ out: inout ReplicaOutput) {
         if !active {
             if let mine = viewChanges[id], mine.newView == view { send(.allReplicas, .viewChange(mine), &out) }
+            // The new primary resends its NEW-VIEW when our VIEW-CHANGE reaches it, and also
+            // answers a FETCH with it: a second way in, should one of the two keep getting lost.
+            if config.primary(of: view) != id { requestFetch(from: config.primary(of: view), &out) }
             return
         }
         let stuck = slots.keys.filter { $0 > lastExecuted }.sorted()

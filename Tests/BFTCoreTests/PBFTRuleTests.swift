@@ -362,6 +362,43 @@ struct PBFTRuleTests {
         }
     }
 
+    @Test("§4.4 (PBFT request forwarding) a backup forwards a request the primary lacks halfway to the pre-prepare deadline, so no view change follows")
+    func backupForwardsRequestPrimaryLacks() {
+        let c = TestCluster()
+        let r = c.request(client: 0, timestamp: 1, sessionStart: true, op: "a")
+        c.submit(r, to: [1, 2, 3])  // the primary's copy is lost
+        c.tick(15)
+        for i in 0..<4 {
+            #expect(c.replicas[i].view == 0)
+            #expect(c.delivered(i) == [r.digest])
+        }
+    }
+
+    @Test("§4.4 a replica that keeps missing the NEW-VIEW gets it by FETCH from the new primary")
+    func missedNewViewFetchedFromPrimary() {
+        let c = TestCluster()
+        c.down = [0]
+        // Replica 3 never receives a NEW-VIEW pushed to it, and only its first VIEW-CHANGE reaches
+        // the new primary (enough for the NEW-VIEW; no resend is caused by a later one).
+        var viewChangesFrom3 = 0
+        c.filter = { from, to, m in
+            if to == .replica(3), m.kind == .newView { return false }
+            if from == .replica(3), to == .replica(1), m.kind == .viewChange {
+                viewChangesFrom3 += 1
+                return viewChangesFrom3 == 1
+            }
+            return true
+        }
+        let r = c.request(client: 0, timestamp: 1, sessionStart: true, op: "a")
+        c.submit(r, to: [1, 2, 3])
+        c.tick(60)
+        for i in 1..<4 {
+            #expect(c.replicas[i].view == 1)
+            #expect(c.replicas[i].active)
+            #expect(c.delivered(i) == [r.digest])
+        }
+    }
+
     @Test("§4.4 requests prepared in the old view survive the view change (re-proposed in NEW-VIEW)")
     func preparedRequestSurvivesViewChange() {
         let c = TestCluster()

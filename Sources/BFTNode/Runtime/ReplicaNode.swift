@@ -138,6 +138,8 @@ public final class ReplicaNode: @unchecked Sendable {
         try recover()
         try metricsServer?.start()
         try transport.start()
+        // status.json and /status exist from the start, not only after the first interval.
+        try? coreLoop.submit { self.writeStatus() }.wait()
         tickTask = coreLoop.scheduleRepeatedTask(initialDelay: tickInterval, delay: tickInterval) { [weak self] _ in
             self?.onTick()
         }
