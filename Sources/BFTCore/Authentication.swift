@@ -123,6 +123,13 @@ public final class MessageVerifier: Sendable {
     /// are signed once per executed batch (`Reply.entries`), so a client with several requests
     /// in one batch gets the same signature from a replica several times: it is checked once.
     private let replyBatches: Mutex<DigestCache>
+    /// Replica messages already verified, by digest of their kind and full encoding (nested
+    /// messages and signatures included). A message resent byte for byte (a retransmission, or
+    /// a Byzantine replica replaying old traffic) then costs a hash instead of signature checks,
+    /// and the core drops it as stale or duplicate.
+    private let verifiedMessages: Mutex<DigestCache>
+    /// Most replica messages remembered as verified.
+    public static let verifiedMessageCacheLimit = 8192
 
     public init(checker: any SignatureChecker, clusterID: UInt32, replicaCount: Int, clientCount: Int, verifiedRequestCacheLimit: Int = 65_536) {
         self.checker = checker
@@ -132,6 +139,7 @@ public final class MessageVerifier: Sendable {
         self.verifiedRequestCacheLimit = verifiedRequestCacheLimit
         self.cache = Mutex(DigestCache(limit: verifiedRequestCacheLimit))
         self.replyBatches = Mutex(DigestCache(limit: 4096))
+        self.verifiedMessages = Mutex(DigestCache(limit: MessageVerifier.verifiedMessageCacheLimit))
     }
 
     public func verify(_ message: Message) -> Result<VerifiedMessage, VerificationFailure> {
@@ -142,8 +150,11 @@ public final class MessageVerifier: Sendable {
         case .reply(let r):
             return r.isCoveredBySignature && verifyReplyBatch(r) ? .success(VerifiedMessage(message)) : .failure(.badSignature(.reply))
         default:
+            let key = SHA256.hash(parts: [[message.kind.rawValue], message.encoded()])
+            if verifiedMessages.withLock({ $0.contains(key) }) { return .success(VerifiedMessage(message)) }
             guard check(message.payload) else { return .failure(.badSignature(message.kind)) }
             guard nestedValid(message) else { return .failure(.badNestedSignature(message.kind)) }
+            verifiedMessages.withLock { $0.insert(key) }
             return .success(VerifiedMessage(message))
         }
     }

@@ -70,6 +70,23 @@ struct PBFTRuleTests {
         #expect(counting.calls.withLock { $0 } == 2)
     }
 
+    @Test("verify once at the edge: a replica message resent byte for byte is not checked again, a changed one is")
+    func resentMessageVerifiedOnce() {
+        let c = TestCluster()
+        let counting = CountingChecker(inner: c.signatures)
+        let verifier = MessageVerifier(checker: counting, clusterID: c.config.clusterID, replicaCount: 4, clientCount: 2)
+        let p = c.sign(Prepare(view: 0, seq: 1, digest: SHA256.hash([1]), replica: 2), as: .replica(2))
+        for _ in 0..<3 {
+            if case .failure = verifier.verify(.prepare(p)) { Issue.record("genuine prepare refused") }
+        }
+        #expect(counting.calls.withLock { $0 } == 1)
+        var forged = p
+        forged.seq = 2  // same signature, other content: checked, and refused
+        if case .success = verifier.verify(.prepare(forged)) { Issue.record("forged prepare accepted") }
+        if case .success = verifier.verify(.prepare(forged)) { Issue.record("forged prepare accepted the second time") }
+        #expect(counting.calls.withLock { $0 } == 3)
+    }
+
     @Test("§4.1 a retransmitted request gets the cached reply and is never executed twice")
     func retransmissionGetsCachedReply() {
         let c = TestCluster()
