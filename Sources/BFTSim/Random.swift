@@ -1,4 +1,4 @@
-import BFTByzantine
+import BFTCore
 
 /// The simulator's only source of randomness (SplitMix64, shared with the Byzantine wrappers).
 /// One seed decides everything.

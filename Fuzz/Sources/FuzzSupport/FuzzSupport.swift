@@ -34,18 +34,8 @@ public func fuzzInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> [UInt8] {
     Array(UnsafeBufferPointer(start: data, count: size))
 }
 
-/// Deterministic PRNG (SplitMix64) for choices derived from the input, so a crash replays.
-public struct FuzzRandom: RandomNumberGenerator {
-    public var state: UInt64
-    public init(seed: UInt64) { self.state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// Choices derived from the input come from the project's SplitMix64, so a crash replays.
+public typealias FuzzRandom = SplitMix64
 
 /// The checks every decoded message must pass, shared by the message and request targets.
 ///
