@@ -148,6 +148,7 @@ public struct ByzantineBehaviour {
         case .fetch(let x): return .fetch(flip(x))
         case .catchUp(let x): return .catchUp(flip(x))
         case .stateTransfer(let x): return .stateTransfer(flip(x))
+        case .batch(let x): return .batch(flip(x))
         }
     }
 
@@ -159,7 +160,7 @@ public struct ByzantineBehaviour {
         // A "prepared certificate" with no prepares behind it, for a batch nobody proposed.
         let fakePP = sign(PrePrepare(view: replica.view, seq: fakeSeq, replica: id, requests: []))
         let selfPrepare = sign(Prepare(view: replica.view, seq: fakeSeq, digest: fakePP.digest, replica: id))
-        let incomplete = PreparedCertificate(prePrepare: fakePP, prepares: [selfPrepare])
+        let incomplete = PreparedCertificate(prePrepare: fakePP.header, prepares: [selfPrepare])
         let vc = sign(ViewChange(newView: target, stableSeq: replica.stableSeq, stableDigest: replica.stableDigest,
                                  checkpointProof: [], prepared: [incomplete], replica: id))
         out.append(Outbound(.allReplicas, .viewChange(vc)))

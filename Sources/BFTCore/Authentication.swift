@@ -192,29 +192,28 @@ public final class MessageVerifier: Sendable {
         return true
     }
 
-    private func prePrepareValid(_ pp: PrePrepare) -> Bool {
-        check(pp) && pp.requests.allSatisfy(verifyRequest)
-    }
-
     private func viewChangeValid(_ vc: ViewChange) -> Bool {
         check(vc) && vc.checkpointProof.allSatisfy(check)
-            && vc.prepared.allSatisfy { prePrepareValid($0.prePrepare) && $0.prepares.allSatisfy(check) }
+            && vc.prepared.allSatisfy { check($0.prePrepare) && $0.prepares.allSatisfy(check) }
     }
 
     private func newViewNestedValid(_ nv: NewView) -> Bool {
-        nv.viewChanges.allSatisfy(viewChangeValid) && nv.prePrepares.allSatisfy(prePrepareValid)
+        nv.viewChanges.allSatisfy(viewChangeValid) && nv.prePrepares.allSatisfy(check)
     }
 
     private func nestedValid(_ message: Message) -> Bool {
         switch message {
         case .prePrepare(let pp): return pp.requests.allSatisfy(verifyRequest)
+        case .batch(let b): return b.requests.allSatisfy(verifyRequest)
         case .viewChange(let vc):
             return vc.checkpointProof.allSatisfy(check)
-                && vc.prepared.allSatisfy { prePrepareValid($0.prePrepare) && $0.prepares.allSatisfy(check) }
+                && vc.prepared.allSatisfy { check($0.prePrepare) && $0.prepares.allSatisfy(check) }
         case .newView(let nv): return newViewNestedValid(nv)
         case .catchUp(let cu):
             if let nv = cu.newView, !(check(nv) && newViewNestedValid(nv)) { return false }
-            return cu.entries.allSatisfy { prePrepareValid($0.prePrepare) && $0.commits.allSatisfy(check) }
+            return cu.entries.allSatisfy {
+                check($0.certificate.prePrepare) && $0.certificate.commits.allSatisfy(check) && $0.requests.allSatisfy(verifyRequest)
+            }
         case .stateTransfer(let st): return st.proof.allSatisfy(check)
         default: return true
         }

@@ -14,6 +14,7 @@ public enum MessageKind: UInt8, Sendable, CaseIterable {
     case fetch = 10
     case catchUp = 11
     case stateTransfer = 12
+    case batch = 13
 }
 
 /// Length of every signature field (Ed25519; the simulator's stand-in uses the same size).
@@ -200,36 +201,124 @@ public struct Reply: SignedMessage, Hashable {
 
 /// ⟨PRE-PREPARE, v, n, d⟩σp with the batch piggybacked. An empty batch is PBFT's null request,
 /// used to fill gaps in a new view.
+///
+/// The signature covers (v, n, p, d) only, not the requests: d binds them. So the signed header
+/// (`PrePrepareHeader`) stands for the pre-prepare in prepared certificates, view changes and
+/// NEW-VIEWs without carrying the batch, and a body obtained elsewhere is checked against d
+/// (PBFT's implementation does the same, §5 of the TOCS paper). This keeps VIEW-CHANGE and
+/// NEW-VIEW sizes independent of request sizes.
 public struct PrePrepare: SignedMessage, Hashable {
     public static let kind = MessageKind.prePrepare
     public var view: ViewNum
     public var seq: SeqNum
     public var replica: ReplicaID
-    public var requests: [Request]
+    /// The batch. Setting it recomputes `digest` (computed once, not per use).
+    public var requests: [Request] { didSet { digest = Self.batchDigest(requests) } }
+    /// Digest of the batch: SHA-256 over the requests' digests in order.
+    public private(set) var digest: Digest
     public var signature: [UInt8] = []
 
     public init(view: ViewNum, seq: SeqNum, replica: ReplicaID, requests: [Request]) {
         self.view = view; self.seq = seq; self.replica = replica; self.requests = requests
+        self.digest = Self.batchDigest(requests)
+    }
+
+    /// Re-attaches a body to a signed header; the caller checked `batchDigest(requests) == header.digest`.
+    public init(header: PrePrepareHeader, requests: [Request]) {
+        self.view = header.view; self.seq = header.seq; self.replica = header.replica
+        self.requests = requests
+        self.digest = header.digest
+        self.signature = header.signature
     }
 
     public var signer: Principal { .replica(replica) }
 
-    /// Digest of the batch: SHA-256 over the requests' digests in order.
-    public var digest: Digest { Self.batchDigest(requests) }
+    /// The signed part without the body.
+    public var header: PrePrepareHeader {
+        PrePrepareHeader(view: view, seq: seq, replica: replica, digest: digest, signature: signature)
+    }
 
     public static func batchDigest(_ requests: [Request]) -> Digest {
         SHA256.hash(parts: requests.map { $0.digest.bytes })
     }
+
+    /// Digest of the null request (an empty batch).
+    public static let nullDigest = batchDigest([])
 
     public func encodeFields(into w: inout WireWriter) {
         w.u64(view); w.u64(seq); w.u16(UInt16(replica))
         encodeList(requests, into: &w)
     }
 
+    public func encodeSignedFields(into w: inout WireWriter) {
+        w.u64(view); w.u64(seq); w.u16(UInt16(replica)); w.digest(digest)
+    }
+
     public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> PrePrepare {
         let v = try r.u64(), n = try r.u64(), p = try decodeReplica(&r)
         let reqs: [Request] = try decodeList(&r, field: "requests", limit: limits.maxRequestsPerBatch, limits: limits)
         return PrePrepare(view: v, seq: n, replica: p, requests: reqs)
+    }
+}
+
+/// The signed part of a pre-prepare: (v, n, p, d) and the primary's signature, whose signing
+/// bytes are exactly those of the full `PrePrepare` (same kind, same fields). Never a message
+/// of its own on the wire; it travels inside certificates, VIEW-CHANGEs and NEW-VIEWs.
+public struct PrePrepareHeader: SignedMessage, Hashable {
+    public static let kind = MessageKind.prePrepare
+    public var view: ViewNum
+    public var seq: SeqNum
+    public var replica: ReplicaID
+    public var digest: Digest
+    public var signature: [UInt8] = []
+
+    public init(view: ViewNum, seq: SeqNum, replica: ReplicaID, digest: Digest, signature: [UInt8] = []) {
+        self.view = view; self.seq = seq; self.replica = replica; self.digest = digest; self.signature = signature
+    }
+
+    public var signer: Principal { .replica(replica) }
+
+    /// Encoded size of a header (fields and signature).
+    public static let encodedBytes = 8 + 8 + 2 + Digest.byteCount + signatureByteCount
+
+    public func encodeFields(into w: inout WireWriter) {
+        w.u64(view); w.u64(seq); w.u16(UInt16(replica)); w.digest(digest)
+    }
+
+    public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> PrePrepareHeader {
+        PrePrepareHeader(view: try r.u64(), seq: try r.u64(), replica: try decodeReplica(&r), digest: try r.digest())
+    }
+}
+
+/// A batch body sent to a replica that holds a certified digest without the requests (after a
+/// NEW-VIEW, which carries digests only). The receiver checks `PrePrepare.batchDigest(requests)`
+/// against the digest it wants, and the verifier checks every request's client signature, so
+/// the sender's signature (over the batch digest, computed once) only attributes the message.
+public struct BatchBody: SignedMessage, Hashable {
+    public static let kind = MessageKind.batch
+    public var replica: ReplicaID
+    public var requests: [Request] { didSet { digest = PrePrepare.batchDigest(requests) } }
+    public private(set) var digest: Digest
+    public var signature: [UInt8] = []
+
+    public init(replica: ReplicaID, requests: [Request]) {
+        self.replica = replica; self.requests = requests; self.digest = PrePrepare.batchDigest(requests)
+    }
+
+    public var signer: Principal { .replica(replica) }
+
+    public func encodeFields(into w: inout WireWriter) {
+        w.u16(UInt16(replica)); encodeList(requests, into: &w)
+    }
+
+    public func encodeSignedFields(into w: inout WireWriter) {
+        w.u16(UInt16(replica)); w.digest(digest)
+    }
+
+    public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> BatchBody {
+        let i = try decodeReplica(&r)
+        let reqs: [Request] = try decodeList(&r, field: "requests", limit: limits.maxRequestsPerBatch, limits: limits)
+        return BatchBody(replica: i, requests: reqs)
     }
 }
 
@@ -251,6 +340,9 @@ public struct Prepare: SignedMessage, Hashable {
     public func encodeFields(into w: inout WireWriter) {
         w.u64(view); w.u64(seq); w.digest(digest); w.u16(UInt16(replica))
     }
+
+    /// Encoded size (fields and signature).
+    public static let encodedBytes = 8 + 8 + Digest.byteCount + 2 + signatureByteCount
 
     public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> Prepare {
         Prepare(view: try r.u64(), seq: try r.u64(), digest: try r.digest(), replica: try decodeReplica(&r))
@@ -274,6 +366,9 @@ public struct Commit: SignedMessage, Hashable {
     public func encodeFields(into w: inout WireWriter) {
         w.u64(view); w.u64(seq); w.digest(digest); w.u16(UInt16(replica))
     }
+
+    /// Encoded size (fields and signature).
+    public static let encodedBytes = 8 + 8 + Digest.byteCount + 2 + signatureByteCount
 
     public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> Commit {
         Commit(view: try r.u64(), seq: try r.u64(), digest: try r.digest(), replica: try decodeReplica(&r))
@@ -300,6 +395,9 @@ public struct Checkpoint: SignedMessage, Hashable {
         w.u64(seq); w.digest(digest); w.u16(UInt16(replica))
     }
 
+    /// Encoded size (fields and signature).
+    public static let encodedBytes = 8 + Digest.byteCount + 2 + signatureByteCount
+
     public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> Checkpoint {
         Checkpoint(seq: try r.u64(), digest: try r.digest(), replica: try decodeReplica(&r))
     }
@@ -307,13 +405,19 @@ public struct Checkpoint: SignedMessage, Hashable {
 
 // MARK: - View change
 
-/// A prepared certificate: a pre-prepare and 2f matching prepares from distinct backups.
+/// A prepared certificate: a signed pre-prepare header and 2f matching prepares from distinct
+/// backups. It names the batch by digest; the body travels separately (see `PrePrepare`).
 public struct PreparedCertificate: Sendable, Hashable {
-    public var prePrepare: PrePrepare
+    public var prePrepare: PrePrepareHeader
     public var prepares: [Prepare]
 
-    public init(prePrepare: PrePrepare, prepares: [Prepare]) {
+    public init(prePrepare: PrePrepareHeader, prepares: [Prepare]) {
         self.prePrepare = prePrepare; self.prepares = prepares
+    }
+
+    /// Largest encoding for `prepares` prepares.
+    public static func maxEncodedBytes(prepares: Int) -> Int {
+        PrePrepareHeader.encodedBytes + 4 + prepares * Prepare.encodedBytes
     }
 
     func encode(into w: inout WireWriter) {
@@ -322,7 +426,7 @@ public struct PreparedCertificate: Sendable, Hashable {
     }
 
     static func decode(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> PreparedCertificate {
-        let pp = try PrePrepare.decodeInline(&r, limits: limits)
+        let pp = try PrePrepareHeader.decodeInline(&r, limits: limits)
         let ps: [Prepare] = try decodeList(&r, field: "prepares", limit: limits.maxProofMessages, limits: limits)
         return PreparedCertificate(prePrepare: pp, prepares: ps)
     }
@@ -368,16 +472,18 @@ public struct ViewChange: SignedMessage, Hashable {
     }
 }
 
-/// ⟨NEW-VIEW, v+1, V, O⟩σp: 2f+1 view changes and the pre-prepares re-proposed from them.
+/// ⟨NEW-VIEW, v+1, V, O⟩σp: 2f+1 view changes and the pre-prepares re-proposed from them, as
+/// signed headers (digests): a replica that lacks a body fetches it and checks it against the
+/// digest, so a NEW-VIEW's size does not grow with request sizes.
 public struct NewView: SignedMessage, Hashable {
     public static let kind = MessageKind.newView
     public var view: ViewNum
     public var viewChanges: [ViewChange]
-    public var prePrepares: [PrePrepare]
+    public var prePrepares: [PrePrepareHeader]
     public var replica: ReplicaID
     public var signature: [UInt8] = []
 
-    public init(view: ViewNum, viewChanges: [ViewChange], prePrepares: [PrePrepare], replica: ReplicaID) {
+    public init(view: ViewNum, viewChanges: [ViewChange], prePrepares: [PrePrepareHeader], replica: ReplicaID) {
         self.view = view; self.viewChanges = viewChanges; self.prePrepares = prePrepares; self.replica = replica
     }
 
@@ -393,7 +499,7 @@ public struct NewView: SignedMessage, Hashable {
     public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> NewView {
         let v = try r.u64()
         let vcs: [ViewChange] = try decodeList(&r, field: "viewChanges", limit: limits.maxProofMessages, limits: limits)
-        let pps: [PrePrepare] = try decodeList(&r, field: "prePrepares", limit: limits.maxPreparedCertificates, limits: limits)
+        let pps: [PrePrepareHeader] = try decodeList(&r, field: "prePrepares", limit: limits.maxPreparedCertificates, limits: limits)
         return NewView(view: v, viewChanges: vcs, prePrepares: pps, replica: try decodeReplica(&r))
     }
 }
@@ -425,50 +531,92 @@ public struct Status: SignedMessage, Hashable {
 }
 
 /// Asks a peer for what follows `lastExecuted`: committed certificates, the stable checkpoint's
-/// state if we are behind it, and its NEW-VIEW if its view is above `view`.
+/// state if we are behind it, and its NEW-VIEW if its view is above `view`. While assembling a
+/// checkpoint state, `stateSeq`/`nextChunk` name the first chunk still missing; `batches` names
+/// batch bodies this replica holds a certified digest for but not the requests.
 public struct Fetch: SignedMessage, Hashable {
     public static let kind = MessageKind.fetch
     public var view: ViewNum
     public var lastExecuted: SeqNum
     public var replica: ReplicaID
+    /// Checkpoint whose state we are assembling (0: none yet, send from chunk 0 of yours).
+    public var stateSeq: SeqNum
+    public var nextChunk: UInt32
+    public var batches: [Digest]
     public var signature: [UInt8] = []
 
-    public init(view: ViewNum, lastExecuted: SeqNum, replica: ReplicaID) {
+    /// Most batch digests one FETCH asks for.
+    public static let maxBatches = 16
+
+    public init(view: ViewNum, lastExecuted: SeqNum, replica: ReplicaID, stateSeq: SeqNum = 0, nextChunk: UInt32 = 0, batches: [Digest] = []) {
         self.view = view; self.lastExecuted = lastExecuted; self.replica = replica
+        self.stateSeq = stateSeq; self.nextChunk = nextChunk; self.batches = batches
     }
 
     public var signer: Principal { .replica(replica) }
 
     public func encodeFields(into w: inout WireWriter) {
-        w.u64(view); w.u64(lastExecuted); w.u16(UInt16(replica))
+        w.u64(view); w.u64(lastExecuted); w.u16(UInt16(replica)); w.u64(stateSeq); w.u32(nextChunk)
+        w.u32(UInt32(batches.count))
+        for d in batches { w.digest(d) }
     }
 
     public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> Fetch {
-        Fetch(view: try r.u64(), lastExecuted: try r.u64(), replica: try decodeReplica(&r))
+        let v = try r.u64(), e = try r.u64(), i = try decodeReplica(&r), s = try r.u64(), c = try r.u32()
+        let k = try r.count(field: "batches", limit: Fetch.maxBatches, minElementBytes: Digest.byteCount)
+        var ds: [Digest] = []
+        for _ in 0..<k { ds.append(try r.digest()) }
+        return Fetch(view: v, lastExecuted: e, replica: i, stateSeq: s, nextChunk: c, batches: ds)
     }
 }
 
-/// A committed certificate: a pre-prepare and 2f+1 matching commits. Self-certifying, so a
-/// replica can execute it on the word of a single (possibly faulty) peer.
+/// A committed certificate: a signed pre-prepare header and 2f+1 matching commits.
+/// Self-certifying, so a replica can execute it on the word of a single (possibly faulty) peer
+/// once it has a body whose digest matches.
 public struct CommittedCertificate: Sendable, Hashable {
-    public var prePrepare: PrePrepare
+    public var prePrepare: PrePrepareHeader
     public var commits: [Commit]
 
-    public init(prePrepare: PrePrepare, commits: [Commit]) {
+    public init(prePrepare: PrePrepareHeader, commits: [Commit]) {
         self.prePrepare = prePrepare; self.commits = commits
+    }
+
+    func encode(into w: inout WireWriter) {
+        prePrepare.encode(into: &w)
+        encodeList(commits, into: &w)
+    }
+
+    static func decode(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> CommittedCertificate {
+        let pp = try PrePrepareHeader.decodeInline(&r, limits: limits)
+        let cs: [Commit] = try decodeList(&r, field: "commits", limit: limits.maxProofMessages, limits: limits)
+        return CommittedCertificate(prePrepare: pp, commits: cs)
     }
 }
 
-/// Answer to FETCH: committed certificates in sequence order and, optionally, the sender's
-/// latest NEW-VIEW.
+/// One entry of a CATCH-UP: a committed certificate and the batch it names.
+public struct CatchUpEntry: Sendable, Hashable {
+    public var certificate: CommittedCertificate
+    public var requests: [Request]
+
+    public init(certificate: CommittedCertificate, requests: [Request]) {
+        self.certificate = certificate; self.requests = requests
+    }
+
+    /// The full pre-prepare (header and body).
+    public var prePrepare: PrePrepare { PrePrepare(header: certificate.prePrepare, requests: requests) }
+}
+
+/// Answer to FETCH: committed certificates with their batches in sequence order (at most
+/// `maxCatchUpEntries`, and at most `ProtocolConfig.maxCatchUpBytes` of batches after the first)
+/// and, optionally, the sender's latest NEW-VIEW.
 public struct CatchUp: SignedMessage, Hashable {
     public static let kind = MessageKind.catchUp
-    public var entries: [CommittedCertificate]
+    public var entries: [CatchUpEntry]
     public var newView: NewView?
     public var replica: ReplicaID
     public var signature: [UInt8] = []
 
-    public init(entries: [CommittedCertificate], newView: NewView?, replica: ReplicaID) {
+    public init(entries: [CatchUpEntry], newView: NewView?, replica: ReplicaID) {
         self.entries = entries; self.newView = newView; self.replica = replica
     }
 
@@ -477,8 +625,8 @@ public struct CatchUp: SignedMessage, Hashable {
     public func encodeFields(into w: inout WireWriter) {
         w.u32(UInt32(entries.count))
         for e in entries {
-            e.prePrepare.encode(into: &w)
-            encodeList(e.commits, into: &w)
+            e.certificate.encode(into: &w)
+            encodeList(e.requests, into: &w)
         }
         if let nv = newView { w.bool(true); nv.encode(into: &w) } else { w.bool(false) }
         w.u16(UInt16(replica))
@@ -486,42 +634,111 @@ public struct CatchUp: SignedMessage, Hashable {
 
     public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> CatchUp {
         let n = try r.count(field: "entries", limit: limits.maxCatchUpEntries, minElementBytes: 2 * signatureByteCount)
-        var entries: [CommittedCertificate] = []
+        var entries: [CatchUpEntry] = []
         for _ in 0..<n {
-            let pp = try PrePrepare.decodeInline(&r, limits: limits)
-            let cs: [Commit] = try decodeList(&r, field: "commits", limit: limits.maxProofMessages, limits: limits)
-            entries.append(CommittedCertificate(prePrepare: pp, commits: cs))
+            let cert = try CommittedCertificate.decode(&r, limits: limits)
+            let reqs: [Request] = try decodeList(&r, field: "requests", limit: limits.maxRequestsPerBatch, limits: limits)
+            entries.append(CatchUpEntry(certificate: cert, requests: reqs))
         }
         let nv: NewView? = try r.bool() ? try NewView.decodeInline(&r, limits: limits) : nil
         return CatchUp(entries: entries, newView: nv, replica: try decodeReplica(&r))
     }
 }
 
-/// State transfer: the checkpoint state at `seq` with its proof of stability (2f+1 CHECKPOINTs
-/// whose digest equals SHA-256 of `state`).
+/// The checkpoint digest is taken over a manifest, not over the state in one piece: the state is
+/// cut into chunks of `ProtocolConfig.stateChunkBytes`, and the digest is SHA-256 over the total
+/// length and every chunk's SHA-256. So a state of any size moves in chunks, each checked against
+/// the certified digest on arrival, and no frame or buffer has to hold the whole state.
+public struct StateManifest: Sendable, Hashable {
+    public var totalBytes: UInt64
+    public var chunkDigests: [Digest]
+
+    public init(totalBytes: UInt64, chunkDigests: [Digest]) {
+        self.totalBytes = totalBytes; self.chunkDigests = chunkDigests
+    }
+
+    /// The manifest of `state` cut into chunks of `chunkBytes` (an empty state has no chunks).
+    public init(state: [UInt8], chunkBytes: Int) {
+        precondition(chunkBytes > 0)
+        var digests: [Digest] = []
+        digests.reserveCapacity((state.count + chunkBytes - 1) / chunkBytes)
+        var start = 0
+        state.withUnsafeBytes { buf in
+            while start < buf.count {
+                let end = min(start + chunkBytes, buf.count)
+                digests.append(SHA256.hash(UnsafeRawBufferPointer(rebasing: buf[start..<end])))
+                start = end
+            }
+        }
+        self.init(totalBytes: UInt64(state.count), chunkDigests: digests)
+    }
+
+    /// The checkpoint digest this manifest stands for.
+    public var digest: Digest {
+        var w = WireWriter(capacity: 24 + 32 * chunkDigests.count)
+        w.raw(Array("PBFT-state".utf8)); w.u64(totalBytes); w.u32(UInt32(chunkDigests.count))
+        for d in chunkDigests { w.digest(d) }
+        return SHA256.hash(w.bytes)
+    }
+
+    /// Byte range of chunk `index` for chunks of `chunkBytes`.
+    public func range(of index: Int, chunkBytes: Int) -> Range<Int> {
+        let start = index * chunkBytes
+        return start..<min(start + chunkBytes, Int(totalBytes))
+    }
+
+    func encode(into w: inout WireWriter) {
+        w.u64(totalBytes); w.u32(UInt32(chunkDigests.count))
+        for d in chunkDigests { w.digest(d) }
+    }
+
+    static func decode(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> StateManifest {
+        let total = try r.u64()
+        guard total <= UInt64(limits.maxStateBytes) else { throw .tooLarge(field: "state", size: Int(clamping: total), limit: limits.maxStateBytes) }
+        let k = try r.count(field: "chunkDigests", limit: limits.maxStateChunks, minElementBytes: Digest.byteCount)
+        var ds: [Digest] = []
+        ds.reserveCapacity(k)
+        for _ in 0..<k { ds.append(try r.digest()) }
+        return StateManifest(totalBytes: total, chunkDigests: ds)
+    }
+}
+
+/// State transfer, one chunk at a time: chunk `index` of the checkpoint state at `seq`, with the
+/// manifest and its proof of stability (2f+1 CHECKPOINTs whose digest is the manifest's digest).
+/// Every chunk is checked against the manifest, and the manifest against the proof, so nothing
+/// needs the sender's word; its signature covers (seq, manifest digest, replica) only and is
+/// made once per checkpoint, however many chunks and peers it serves.
 public struct StateTransfer: SignedMessage, Hashable {
     public static let kind = MessageKind.stateTransfer
     public var seq: SeqNum
     public var proof: [Checkpoint]
-    public var state: [UInt8]
+    public var manifest: StateManifest
+    public var index: UInt32
+    public var chunk: [UInt8]
     public var replica: ReplicaID
     public var signature: [UInt8] = []
 
-    public init(seq: SeqNum, proof: [Checkpoint], state: [UInt8], replica: ReplicaID) {
-        self.seq = seq; self.proof = proof; self.state = state; self.replica = replica
+    public init(seq: SeqNum, proof: [Checkpoint], manifest: StateManifest, index: UInt32, chunk: [UInt8], replica: ReplicaID) {
+        self.seq = seq; self.proof = proof; self.manifest = manifest; self.index = index; self.chunk = chunk; self.replica = replica
     }
 
     public var signer: Principal { .replica(replica) }
 
     public func encodeFields(into w: inout WireWriter) {
-        w.u64(seq); encodeList(proof, into: &w); w.blob(state); w.u16(UInt16(replica))
+        w.u64(seq); encodeList(proof, into: &w); manifest.encode(into: &w); w.u32(index); w.blob(chunk); w.u16(UInt16(replica))
+    }
+
+    public func encodeSignedFields(into w: inout WireWriter) {
+        w.u64(seq); w.digest(manifest.digest); w.u16(UInt16(replica))
     }
 
     public static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> StateTransfer {
         let s = try r.u64()
         let proof: [Checkpoint] = try decodeList(&r, field: "proof", limit: limits.maxProofMessages, limits: limits)
-        let st = try r.blob(field: "state", limit: limits.maxStateBytes)
-        return StateTransfer(seq: s, proof: proof, state: st, replica: try decodeReplica(&r))
+        let manifest = try StateManifest.decode(&r, limits: limits)
+        let index = try r.u32()
+        let chunk = try r.blob(field: "chunk", limit: limits.stateChunkBytes)
+        return StateTransfer(seq: s, proof: proof, manifest: manifest, index: index, chunk: chunk, replica: try decodeReplica(&r))
     }
 }
 
@@ -540,6 +757,7 @@ public enum Message: Sendable, Equatable {
     case fetch(Fetch)
     case catchUp(CatchUp)
     case stateTransfer(StateTransfer)
+    case batch(BatchBody)
 
     public var kind: MessageKind { payload.kindValue }
 
@@ -558,6 +776,7 @@ public enum Message: Sendable, Equatable {
         case .fetch(let m): return m
         case .catchUp(let m): return m
         case .stateTransfer(let m): return m
+        case .batch(let m): return m
         }
     }
 
@@ -581,6 +800,7 @@ public enum Message: Sendable, Equatable {
         case .fetch: return .fetch(try Fetch.decode(body, limits: limits))
         case .catchUp: return .catchUp(try CatchUp.decode(body, limits: limits))
         case .stateTransfer: return .stateTransfer(try StateTransfer.decode(body, limits: limits))
+        case .batch: return .batch(try BatchBody.decode(body, limits: limits))
         }
     }
 

@@ -19,8 +19,11 @@ public enum PersistRecord: Sendable, Equatable {
     case committed(CommittedCertificate)
     /// The NEW-VIEW this replica installed.
     case newView(NewView)
+    /// A batch body this replica accepted (from a pre-prepare, a CATCH-UP or a fetched BATCH):
+    /// certificates name batches by digest, so the bodies must survive a crash too.
+    case batch([Request])
 
-    enum Tag: UInt8 { case checkpoint = 1, view, ownMessage, prepared, committed, newView }
+    enum Tag: UInt8 { case checkpoint = 1, view, ownMessage, prepared, committed, newView, batch }
 
     public func encoded() -> [UInt8] {
         var w = WireWriter(capacity: 256)
@@ -34,9 +37,11 @@ public enum PersistRecord: Sendable, Equatable {
         case .prepared(let cert):
             w.u8(Tag.prepared.rawValue); cert.encode(into: &w)
         case .committed(let cert):
-            w.u8(Tag.committed.rawValue); cert.prePrepare.encode(into: &w); encodeList(cert.commits, into: &w)
+            w.u8(Tag.committed.rawValue); cert.encode(into: &w)
         case .newView(let nv):
             w.u8(Tag.newView.rawValue); nv.encode(into: &w)
+        case .batch(let requests):
+            w.u8(Tag.batch.rawValue); encodeList(requests, into: &w)
         }
         return w.bytes
     }
@@ -53,16 +58,16 @@ public enum PersistRecord: Sendable, Equatable {
             record = .view(try r.u64(), active: try r.bool())
         case .ownMessage:
             let kind = try r.u8()
-            let body = try r.blob(field: "message", limit: limits.maxStateBytes)
+            let body = try r.blob(field: "message", limit: Int(UInt32.max))
             record = .ownMessage(try Message.decode(kind: kind, body: body, limits: limits))
         case .prepared:
             record = .prepared(try PreparedCertificate.decode(&r, limits: limits))
         case .committed:
-            let pp = try PrePrepare.decodeInline(&r, limits: limits)
-            let commits: [Commit] = try decodeList(&r, field: "commits", limit: limits.maxProofMessages, limits: limits)
-            record = .committed(CommittedCertificate(prePrepare: pp, commits: commits))
+            record = .committed(try CommittedCertificate.decode(&r, limits: limits))
         case .newView:
             record = .newView(try NewView.decodeInline(&r, limits: limits))
+        case .batch:
+            record = .batch(try decodeList(&r, field: "requests", limit: limits.maxRequestsPerBatch, limits: limits))
         case nil:
             throw .invalidValue("persist record tag")
         }
@@ -81,13 +86,17 @@ extension Replica {
         var out = ReplicaOutput()
         let base = records.lastIndex { if case .checkpoint = $0 { return true }; return false }
         if let base, case .checkpoint(let seq, let digest, let proof, let state) = records[base] {
-            if (try? restoreCheckpointState(state)) != nil {
+            let manifest = StateManifest(state: state, chunkBytes: config.stateChunkBytes)
+            if manifest.digest == digest, (try? restoreCheckpointState(state)) != nil {
                 lastExecuted = seq
                 stableSeq = seq
                 stableDigest = digest
                 stableProof = proof
                 stableState = state
+                stableManifest = manifest
                 nextSeq = seq + 1
+            } else {
+                out.events.append(.checkpointMismatch(seq: seq))
             }
         }
         for record in records[(base.map { $0 + 1 } ?? 0)...] {
@@ -99,7 +108,8 @@ extension Replica {
             case .ownMessage(let m):
                 switch m {
                 case .prePrepare(let pp) where pp.seq > stableSeq:
-                    slots[pp.seq, default: Slot()].prePrepare = pp
+                    batches[pp.digest] = pp.requests
+                    slots[pp.seq, default: Slot()].prePrepare = pp.header
                     slots[pp.seq]!.digest = pp.digest
                     nextSeq = max(nextSeq, pp.seq + 1)
                 case .prepare(let p) where p.seq > stableSeq:
@@ -115,6 +125,8 @@ extension Replica {
             case .committed(let cert) where cert.prePrepare.seq > stableSeq:
                 slots[cert.prePrepare.seq, default: Slot()].committed = true
                 slots[cert.prePrepare.seq]!.committedCertificate = cert
+            case .batch(let requests):
+                batches[PrePrepare.batchDigest(requests)] = requests
             case .newView(let nv):
                 lastNewView = nv
                 if nv.replica == id {

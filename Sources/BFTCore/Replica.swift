@@ -61,8 +61,9 @@ public struct ReplicaOutput: Sendable {
 
 /// Per-slot log entry for one sequence number inside the watermark window.
 struct Slot {
-    /// Accepted pre-prepare of the current view.
-    var prePrepare: PrePrepare?
+    /// Accepted pre-prepare of the current view (its signed header; the body is kept by digest
+    /// in `Replica.batches`).
+    var prePrepare: PrePrepareHeader?
     var digest: Digest?
     var prepares: [ReplicaID: Prepare] = [:]
     var commits: [ReplicaID: Commit] = [:]
@@ -81,7 +82,8 @@ struct Slot {
     }
 }
 
-/// Client table entry: exactly-once execution and the reply cache.
+/// Client table entry: exactly-once execution and the reply cache. Part of the checkpoint state,
+/// so identical on every correct replica.
 struct ClientRecord: Equatable {
     var lastTimestamp: UInt64 = 0
     /// Most recent replies, oldest first, at most `replyCacheDepth`.
@@ -90,6 +92,50 @@ struct ClientRecord: Equatable {
     static func == (a: ClientRecord, b: ClientRecord) -> Bool {
         a.lastTimestamp == b.lastTimestamp && a.replies.elementsEqual(b.replies) { $0.timestamp == $1.timestamp && $0.result == $1.result }
     }
+}
+
+/// A reply this replica signed when it executed the request (its batch's entries and the
+/// signature), kept so a retransmitted or replayed request costs no new signature. The result
+/// itself is in the client table.
+struct SignedReplyStub {
+    var timestamp: UInt64
+    var view: ViewNum
+    var seq: SeqNum
+    var entries: [Digest]
+    var signature: [UInt8]
+
+    init(_ reply: Reply) {
+        timestamp = reply.timestamp; view = reply.view; seq = reply.seq; entries = reply.entries; signature = reply.signature
+    }
+
+    func reply(client: ClientID, replica: ReplicaID, result: [UInt8]) -> Reply {
+        var r = Reply(view: view, timestamp: timestamp, client: client, replica: replica, result: result, seq: seq, entries: entries)
+        r.signature = signature
+        return r
+    }
+}
+
+/// A checkpoint state arriving in chunks, each checked against the certified manifest.
+struct StateAssembly {
+    let seq: SeqNum
+    let digest: Digest
+    let proof: [Checkpoint]
+    let manifest: StateManifest
+    var chunks: [Int: [UInt8]] = [:]
+    /// Chunks asked for so far (exclusive): the next FETCH goes out when all below it arrived.
+    var requestedUpTo = 0
+
+    init(seq: SeqNum, digest: Digest, proof: [Checkpoint], manifest: StateManifest) {
+        self.seq = seq; self.digest = digest; self.proof = proof; self.manifest = manifest
+    }
+
+    var firstMissing: Int {
+        var i = 0
+        while chunks[i] != nil { i += 1 }
+        return i
+    }
+
+    var isComplete: Bool { chunks.count == manifest.chunkDigests.count }
 }
 
 /// Requests waiting to be ordered, per client in timestamp order, with a fair deterministic
@@ -159,6 +205,16 @@ public struct Replica {
     /// Requests delivered so far (the index of the last delivery).
     public internal(set) var executedCount: UInt64 = 0
     var clients: [ClientID: ClientRecord] = [:]
+    /// Batch bodies by digest, for every batch a slot above the stable checkpoint names (and the
+    /// null batch). Pre-prepares, certificates, VIEW-CHANGEs and NEW-VIEWs name batches by
+    /// digest; a body this replica lacks is fetched (`Fetch.batches`) and checked against it.
+    var batches: [Digest: [Request]] = [PrePrepare.nullDigest: []]
+    /// The replies this replica signed, per client, for resending to a retransmitted request
+    /// without signing again. Local (the signature is this replica's), so not in the checkpoint;
+    /// at most `replyCacheDepth` per client, results omitted (they are in the client table).
+    var signedReplies: [ClientID: [SignedReplyStub]] = [:]
+    /// Cached replies resent per client in the current `retransmitTicks` interval.
+    var replayBudget: [ClientID: (interval: UInt64, sent: Int)] = [:]
     var pending: PendingRequests
     /// Highest timestamp per client assigned to a sequence number in this view but not yet executed.
     var proposedTimestamps: [ClientID: UInt64] = [:]
@@ -171,7 +227,16 @@ public struct Replica {
     var stableProof: [Checkpoint] = []
     /// Checkpoint state at `stableSeq`, if this replica has it (served to others by state transfer).
     var stableState: [UInt8]?
-    var ownCheckpoints: [SeqNum: (digest: Digest, state: [UInt8])] = [:]
+    var stableManifest: StateManifest?
+    /// Our signature over (stableSeq, manifest digest) for STATE-TRANSFER chunks: made once per checkpoint.
+    var stableTransferSignature: [UInt8]?
+    var ownCheckpoints: [SeqNum: (digest: Digest, manifest: StateManifest, state: [UInt8])] = [:]
+    /// A checkpoint state being received in chunks.
+    var incomingState: StateAssembly?
+    /// Chunk tokens per peer we send state to (a token bucket in bytes).
+    var transferCredit: [ReplicaID: (bytes: Int, at: UInt64)] = [:]
+    /// The latest STATUS of each peer: FETCH for state is answered only when it shows the peer behind.
+    var peerStatus: [ReplicaID: Status] = [:]
     var checkpointVotes: [SeqNum: [ReplicaID: Checkpoint]] = [:]
 
     // MARK: Timers, in ticks
@@ -201,8 +266,10 @@ public struct Replica {
         self.pending = PendingRequests(maxPerClient: config.maxPendingPerClient)
         self.stableDigest = .zero
         let genesis = checkpointState()
-        self.stableDigest = SHA256.hash(genesis)
+        let manifest = StateManifest(state: genesis, chunkBytes: config.stateChunkBytes)
+        self.stableDigest = manifest.digest
         self.stableState = genesis
+        self.stableManifest = manifest
         self.nextStatus = config.statusIntervalTicks
         self.nextRetransmit = config.retransmitTicks
     }
@@ -232,6 +299,7 @@ public struct Replica {
         case .fetch(let m): onFetch(m, &out)
         case .catchUp(let m): onCatchUp(m, &out)
         case .stateTransfer(let m): onStateTransfer(m, &out)
+        case .batch(let m): onBatch(m, &out)
         case .reply(let m): drop(.reply, .replica(m.replica), "reply_to_replica", &out)
         }
         return out
@@ -303,7 +371,7 @@ public struct Replica {
 
     /// Timestamp after which request `r` would be the next one executable for its client.
     func nextExecutable(_ r: Request, after last: UInt64) -> Bool {
-        r.timestamp == last + 1 || (r.sessionStart && r.timestamp > last)
+        r.timestamp == last + 1 || (r.sessionStart && r.timestamp > last && r.timestamp - last <= config.maxSessionTimestampJump)
     }
 
     /// True when some pending request is one an honest primary must order next: the
@@ -377,13 +445,11 @@ public struct Replica {
         let record = clients[r.client] ?? ClientRecord()
         if r.timestamp <= record.lastTimestamp {
             // Already executed: resend the cached reply, never execute twice.
-            if let cached = record.replies.last(where: { $0.timestamp == r.timestamp }) {
-                let reply = Reply(view: view, timestamp: r.timestamp, client: r.client, replica: id, result: cached.result)
-                send(.client(r.client), .reply(sign(reply)), &out)
-            } else {
-                drop(.request, .client(r.client), "stale_timestamp", &out)
-            }
+            resendCachedReply(r, record, &out)
             return
+        }
+        if r.sessionStart && r.timestamp - record.lastTimestamp > config.maxSessionTimestampJump && r.timestamp != record.lastTimestamp + 1 {
+            return drop(.request, .client(r.client), "session_timestamp_jump", &out)
         }
         switch pending.insert(r) {
         case .inserted: break
@@ -398,6 +464,38 @@ public struct Replica {
         armViewChangeTimerIfNeeded()
     }
 
+    /// A replayed or retransmitted request that already executed gets the reply this replica
+    /// signed when it executed it, not a new signature; resends are rate-limited per client, so
+    /// replaying captured request frames costs the replica a lookup, not a signature each.
+    mutating func resendCachedReply(_ r: Request, _ record: ClientRecord, _ out: inout ReplicaOutput) {
+        guard let cached = record.replies.last(where: { $0.timestamp == r.timestamp }) else {
+            return drop(.request, .client(r.client), "stale_timestamp", &out)
+        }
+        let interval = now / max(config.retransmitTicks, 1)
+        var budget = replayBudget[r.client] ?? (interval, 0)
+        if budget.interval != interval { budget = (interval, 0) }
+        guard budget.sent < config.maxReplayRepliesPerInterval else {
+            return drop(.request, .client(r.client), "replay_rate_limited", &out)
+        }
+        budget.sent += 1
+        replayBudget[r.client] = budget
+        if let stub = signedReplies[r.client]?.last(where: { $0.timestamp == r.timestamp }) {
+            send(.client(r.client), .reply(stub.reply(client: r.client, replica: id, result: cached.result)), &out)
+            return
+        }
+        // Executed before a restart or a state transfer: sign once, then keep it.
+        let reply = sign(Reply(view: view, timestamp: r.timestamp, client: r.client, replica: id, result: cached.result))
+        rememberSignedReply(reply)
+        send(.client(r.client), .reply(reply), &out)
+    }
+
+    mutating func rememberSignedReply(_ reply: Reply) {
+        var list = signedReplies[reply.client] ?? []
+        list.append(SignedReplyStub(reply))
+        if list.count > config.replyCacheDepth { list.removeFirst(list.count - config.replyCacheDepth) }
+        signedReplies[reply.client] = list
+    }
+
     /// Primary: assigns sequence numbers to batches while the pipeline and the window allow.
     mutating func tryPropose(_ out: inout ReplicaOutput) {
         guard isPrimary && active else { return }
@@ -406,9 +504,10 @@ public struct Replica {
             if batch.isEmpty { return }
             let pp = sign(PrePrepare(view: view, seq: nextSeq, replica: id, requests: batch))
             out.persist.append(.ownMessage(.prePrepare(pp)))
+            batches[pp.digest] = pp.requests
             nextSeq += 1
             send(.allReplicas, .prePrepare(pp), &out)
-            acceptPrePrepare(pp, &out)
+            acceptPrePrepare(pp.header, &out)
         }
     }
 
@@ -426,8 +525,8 @@ public struct Replica {
             var last = max(clients[c]?.lastTimestamp ?? 0, proposedTimestamps[c] ?? 0)
             for r in list where r.timestamp > last {
                 guard nextExecutable(r, after: last) else { break }
-                let size = r.operation.count + 96
-                if batch.count >= config.maxBatchRequests || (bytes + size > config.maxBatchBytes && !batch.isEmpty) {
+                let size = r.operation.count + 81  // the request's encoded size
+                if batch.count >= config.maxBatchRequests || bytes + size > config.maxBatchBytes {
                     return batch
                 }
                 batch.append(r)
@@ -456,8 +555,12 @@ public struct Replica {
         }
         if let existing = slots[pp.seq]?.prePrepare {
             if existing.digest != pp.digest {
-                recordEquivocation(replica: pp.replica, view: pp.view, seq: pp.seq, .prePrepare(existing), .prePrepare(pp), &out)
+                let first: Message = batches[existing.digest].map { .prePrepare(PrePrepare(header: existing, requests: $0)) }
+                    ?? .prePrepare(PrePrepare(header: existing, requests: []))
+                recordEquivocation(replica: pp.replica, view: pp.view, seq: pp.seq, first, .prePrepare(pp), &out)
                 drop(.prePrepare, from, "equivocation", &out)
+            } else {
+                storeBody(pp.requests, digest: pp.digest, &out)
             }
             return
         }
@@ -465,7 +568,27 @@ public struct Replica {
             // We prepared another batch for this view and sequence before a restart: never contradict it.
             return drop(.prePrepare, from, "conflicts_with_own_prepare", &out)
         }
-        acceptPrePrepare(pp, &out)
+        storeBody(pp.requests, digest: pp.digest, &out)
+        acceptPrePrepare(pp.header, &out)
+    }
+
+    /// Keeps a batch body whose digest was checked, persisting it the first time (a backup that
+    /// prepared a batch must still have it after a crash: a later view may re-propose the digest).
+    mutating func storeBody(_ requests: [Request], digest: Digest, _ out: inout ReplicaOutput) {
+        guard batches[digest] == nil else { return }
+        batches[digest] = requests
+        out.persist.append(.batch(requests))
+    }
+
+    /// Digests named by slots above the last executed sequence number whose body this replica lacks.
+    func missingBodies(limit: Int) -> [Digest] {
+        var found: [Digest] = []
+        for seq in slots.keys.sorted() where seq > lastExecuted {
+            guard found.count < limit, let slot = slots[seq] else { break }
+            let d = slot.committedCertificate?.prePrepare.digest ?? slot.digest
+            if let d, batches[d] == nil, !found.contains(d) { found.append(d) }
+        }
+        return found
     }
 
     /// No request twice in one batch, and each client's requests in increasing timestamp order.
@@ -478,8 +601,9 @@ public struct Replica {
         return true
     }
 
-    /// Logs a pre-prepare of the current view and, at a backup, multicasts PREPARE.
-    mutating func acceptPrePrepare(_ pp: PrePrepare, _ out: inout ReplicaOutput) {
+    /// Logs a pre-prepare of the current view and, at a backup, multicasts PREPARE. Preparing
+    /// needs only the signed digest; executing needs the body (fetched if missing).
+    mutating func acceptPrePrepare(_ pp: PrePrepareHeader, _ out: inout ReplicaOutput) {
         var slot = slots[pp.seq] ?? Slot()
         slot.prePrepare = pp
         slot.digest = pp.digest
@@ -488,7 +612,7 @@ public struct Replica {
             // The primary is making progress: the pre-prepare deadline starts again, and its
             // requests count as proposed here too (for `hasUnproposedPending`).
             prePrepareDeadline = nil
-            for r in pp.requests { proposedTimestamps[r.client] = max(proposedTimestamps[r.client] ?? 0, r.timestamp) }
+            for r in batches[pp.digest] ?? [] { proposedTimestamps[r.client] = max(proposedTimestamps[r.client] ?? 0, r.timestamp) }
             let p = sign(Prepare(view: view, seq: pp.seq, digest: pp.digest, replica: id))
             if slots[pp.seq]!.prepares[id] != p { out.persist.append(.ownMessage(.prepare(p))) }
             slots[pp.seq]!.prepares[id] = p
@@ -568,8 +692,9 @@ public struct Replica {
 
     mutating func executeReady(_ out: inout ReplicaOutput) {
         var progressed = false
-        while let slot = slots[lastExecuted + 1], slot.committed, let cert = slot.committedCertificate {
-            execute(cert.prePrepare, &out)
+        while let slot = slots[lastExecuted + 1], slot.committed, let cert = slot.committedCertificate,
+              let body = batches[cert.prePrepare.digest] {
+            execute(PrePrepare(header: cert.prePrepare, requests: body), &out)
             progressed = true
         }
         if progressed {
@@ -621,6 +746,7 @@ public struct Replica {
             for var reply in replies {
                 reply.entries = entries
                 reply.signature = signed.signature
+                rememberSignedReply(reply)
                 send(.client(reply.client), .reply(reply), &out)
             }
         }
@@ -634,7 +760,8 @@ public struct Replica {
 
     /// The state a checkpoint certifies: delivery count, client table and application snapshot.
     func checkpointState() -> [UInt8] {
-        var w = WireWriter(capacity: 256)
+        let snapshot = app.snapshot()
+        var w = WireWriter(capacity: 64 + snapshot.count + clients.count * 32)
         w.u64(executedCount)
         let ids = clients.keys.sorted()
         w.u32(UInt32(ids.count))
@@ -644,7 +771,7 @@ public struct Replica {
             w.u32(UInt32(rec.replies.count))
             for (t, res) in rec.replies { w.u64(t); w.blob(res) }
         }
-        w.blob(app.snapshot())
+        w.blob(snapshot)
         return w.bytes
     }
 
@@ -658,20 +785,22 @@ public struct Replica {
             var rec = ClientRecord()
             rec.lastTimestamp = try r.u64()
             let k = try r.count(field: "replies", limit: config.replyCacheDepth, minElementBytes: 12)
-            for _ in 0..<k { rec.replies.append((try r.u64(), try r.blob(field: "result", limit: config.limits.maxResultBytes))) }
+            for _ in 0..<k { rec.replies.append((try r.u64(), try r.blob(field: "result", limit: config.maxResultBytes))) }
             table[c] = rec
         }
-        let snapshot = try r.blob(field: "snapshot", limit: config.limits.maxStateBytes)
+        let snapshot = try r.blob(field: "snapshot", limit: config.maxApplicationStateBytes)
         try r.finish()
         try app.restore(from: snapshot)
         executedCount = count
         clients = table
+        signedReplies = [:]
     }
 
     mutating func takeCheckpoint(_ seq: SeqNum, _ out: inout ReplicaOutput) {
         let state = checkpointState()
-        let digest = SHA256.hash(state)
-        ownCheckpoints[seq] = (digest, state)
+        let manifest = StateManifest(state: state, chunkBytes: config.stateChunkBytes)
+        let digest = manifest.digest
+        ownCheckpoints[seq] = (digest, manifest, state)
         let cp = sign(Checkpoint(seq: seq, digest: digest, replica: id))
         checkpointVotes[seq, default: [:]][id] = cp
         send(.allReplicas, .checkpoint(cp), &out)
@@ -680,6 +809,7 @@ public struct Replica {
             // 2f+1 CHECKPOINTs); now that we reached it ourselves we can serve its state.
             if digest == stableDigest {
                 stableState = state
+                stableManifest = manifest
                 persistCheckpoint(seq: seq, digest: digest, proof: stableProof, state: state, &out)
             } else {
                 out.events.append(.checkpointMismatch(seq: seq))
@@ -707,10 +837,10 @@ public struct Replica {
         for cp in votes.values { byDigest[cp.digest, default: []].append(cp) }
         guard let (digest, proofVotes) = byDigest.first(where: { $0.value.count >= config.quorum }) else { return }
         let proof = Array(proofVotes.sorted { $0.replica < $1.replica }.prefix(config.quorum))
-        var state: [UInt8]? = nil
+        var state: (StateManifest, [UInt8])? = nil
         if let own = ownCheckpoints[seq] {
             if own.digest == digest {
-                state = own.state
+                state = (own.manifest, own.state)
             } else {
                 out.events.append(.checkpointMismatch(seq: seq))
             }
@@ -720,18 +850,33 @@ public struct Replica {
     }
 
     /// Moves the low watermark to `seq` and discards everything at or below it.
-    mutating func makeStable(seq: SeqNum, digest: Digest, proof: [Checkpoint], state: [UInt8]?, _ out: inout ReplicaOutput) {
+    mutating func makeStable(seq: SeqNum, digest: Digest, proof: [Checkpoint], state: (StateManifest, [UInt8])?, _ out: inout ReplicaOutput) {
         guard seq > stableSeq else { return }
         stableSeq = seq
         stableDigest = digest
         stableProof = proof
-        stableState = state
+        stableManifest = state?.0
+        stableState = state?.1
+        stableTransferSignature = nil
         slots = slots.filter { $0.key > seq }
-        if let state { persistCheckpoint(seq: seq, digest: digest, proof: proof, state: state, &out) }
+        collectBodies()
+        if let state { persistCheckpoint(seq: seq, digest: digest, proof: proof, state: state.1, &out) }
         checkpointVotes = checkpointVotes.filter { $0.key > seq }
         ownCheckpoints = ownCheckpoints.filter { $0.key > seq }
+        if let incoming = incomingState, incoming.seq < seq || (incoming.seq == seq && state != nil) { incomingState = nil }
         if nextSeq <= seq { nextSeq = seq + 1 }
         out.events.append(.checkpointStable(seq: seq, digest: digest))
+    }
+
+    /// Keeps only the bodies that slots still name (and the null batch).
+    mutating func collectBodies() {
+        var keep: Set<Digest> = [PrePrepare.nullDigest]
+        for slot in slots.values {
+            if let d = slot.digest { keep.insert(d) }
+            if let c = slot.committedCertificate { keep.insert(c.prePrepare.digest) }
+            if let p = slot.preparedCertificate { keep.insert(p.prePrepare.digest) }
+        }
+        batches = batches.filter { keep.contains($0.key) }
     }
 
     /// A checkpoint record lets the log drop everything before it, so everything still needed
@@ -741,9 +886,15 @@ public struct Replica {
         out.persist.append(.checkpoint(seq: seq, digest: digest, proof: proof, state: state))
         out.persist.append(.view(view, active: active))
         if let nv = lastNewView { out.persist.append(.newView(nv)) }
+        var written: Set<Digest> = [PrePrepare.nullDigest]
         for seq in slots.keys.sorted() {
             guard let slot = slots[seq] else { continue }
-            if let pp = slot.prePrepare, pp.replica == id { out.persist.append(.ownMessage(.prePrepare(pp))) }
+            for d in [slot.digest, slot.committedCertificate?.prePrepare.digest, slot.preparedCertificate?.prePrepare.digest] {
+                if let d, let body = batches[d], written.insert(d).inserted { out.persist.append(.batch(body)) }
+            }
+            if let pp = slot.prePrepare, pp.replica == id, let body = batches[pp.digest] {
+                out.persist.append(.ownMessage(.prePrepare(PrePrepare(header: pp, requests: body))))
+            }
             if let p = slot.prepares[id] { out.persist.append(.ownMessage(.prepare(p))) }
             if let c = slot.commits[id] { out.persist.append(.ownMessage(.commit(c))) }
             if let cert = slot.preparedCertificate { out.persist.append(.prepared(cert)) }
@@ -754,10 +905,17 @@ public struct Replica {
 
     // MARK: - Catch-up and state transfer
 
-    mutating func requestFetch(from peer: ReplicaID?, _ out: inout ReplicaOutput) {
-        if let last = lastFetchSent, now < last + config.fetchCooldownTicks { return }
+    /// Sends FETCH (at most once per `fetchCooldownTicks`, unless `continuing` a state transfer
+    /// whose last requested chunks all arrived): it names the chunk of the checkpoint state we
+    /// assemble, and the batch bodies we lack.
+    mutating func requestFetch(from peer: ReplicaID?, continuing: Bool = false, _ out: inout ReplicaOutput) {
+        if !continuing, let last = lastFetchSent, now < last + config.fetchCooldownTicks { return }
         lastFetchSent = now
-        let fetch = sign(Fetch(view: view, lastExecuted: lastExecuted, replica: id))
+        let next = incomingState?.firstMissing ?? 0
+        if incomingState != nil { incomingState!.requestedUpTo = next + config.stateTransferBurstChunks }
+        let fetch = sign(Fetch(view: view, lastExecuted: lastExecuted, replica: id,
+                               stateSeq: incomingState?.seq ?? 0, nextChunk: UInt32(next),
+                               batches: missingBodies(limit: Fetch.maxBatches)))
         if let peer, peer != id {
             send(.replica(peer), .fetch(fetch), &out)
         } else {
@@ -767,6 +925,7 @@ public struct Replica {
 
     mutating func onStatus(_ s: Status, _ out: inout ReplicaOutput) {
         guard s.replica != id else { return }
+        peerStatus[s.replica] = s
         let stalled = now >= lastProgressTick + config.retransmitTicks
         // Behind our own stable checkpoint, only a peer at or past it can help.
         let canHelp = lastExecuted >= stableSeq || s.stableSeq >= stableSeq
@@ -785,21 +944,33 @@ public struct Replica {
     mutating func onFetch(_ fetch: Fetch, _ out: inout ReplicaOutput) {
         let peer = fetch.replica
         guard peer != id else { return }
+        // Chunks of our stable checkpoint state: only to a peer whose own STATUS shows it behind
+        // that checkpoint (a replayed FETCH from a peer that caught up gets nothing), and at
+        // most `stateTransferBytesPerTick` per tick per peer.
+        if fetch.lastExecuted < stableSeq, let status = peerStatus[peer], status.lastExecuted < stableSeq {
+            sendStateChunks(to: peer, fetch: fetch, &out)
+        }
+        // Bodies the peer lacks (cheap to sign: the signature covers the batch digest).
+        var sentBodies = 0
+        for d in fetch.batches where sentBodies < Fetch.maxBatches {
+            guard d != PrePrepare.nullDigest, let body = batches[d] else { continue }
+            send(.replica(peer), .batch(sign(BatchBody(replica: id, requests: body))), &out)
+            sentBodies += 1
+        }
         if let last = lastFetchAnswered[peer], now < last + config.fetchCooldownTicks / 2 {
             return drop(.fetch, .replica(peer), "fetch_rate_limited", &out)
         }
         lastFetchAnswered[peer] = now
-        var from = fetch.lastExecuted
-        if fetch.lastExecuted < stableSeq, let state = stableState {
-            let st = sign(StateTransfer(seq: stableSeq, proof: stableProof, state: state, replica: id))
-            send(.replica(peer), .stateTransfer(st), &out)
-            from = stableSeq
-        }
-        var entries: [CommittedCertificate] = []
+        let from = max(fetch.lastExecuted, fetch.lastExecuted < stableSeq && stableState != nil ? stableSeq : 0)
+        var entries: [CatchUpEntry] = []
+        var bytes = 0
         var s = from + 1
         while s <= lastExecuted && entries.count < config.limits.maxCatchUpEntries,
-              let cert = slots[s]?.committedCertificate {
-            entries.append(cert)
+              let cert = slots[s]?.committedCertificate, let body = batches[cert.prePrepare.digest] {
+            let size = body.reduce(0) { $0 + $1.operation.count + 81 }
+            if !entries.isEmpty && bytes + size > config.maxCatchUpBytes { break }
+            entries.append(CatchUpEntry(certificate: cert, requests: body))
+            bytes += size
             s += 1
         }
         // A peer in a lower view, or in ours but (perhaps) still waiting for its NEW-VIEW, which
@@ -807,6 +978,42 @@ public struct Replica {
         let nv = (active && (fetch.view < view || (fetch.view == view && isPrimary))) ? lastNewView : nil
         if !entries.isEmpty || nv != nil {
             send(.replica(peer), .catchUp(sign(CatchUp(entries: entries, newView: nv, replica: id))), &out)
+        }
+    }
+
+    /// Sends the chunks of our stable state the FETCH asks for (from its `nextChunk` if it
+    /// assembles our checkpoint, else from the start), within the peer's token bucket.
+    mutating func sendStateChunks(to peer: ReplicaID, fetch: Fetch, _ out: inout ReplicaOutput) {
+        guard let state = stableState, let manifest = stableManifest else { return }
+        let chunkBytes = config.stateChunkBytes
+        let cap = config.stateTransferBurstChunks * chunkBytes
+        var credit = transferCredit[peer] ?? (cap, now)
+        credit.bytes = min(cap, credit.bytes + Int(min(now - credit.at, UInt64(cap))) * config.stateTransferBytesPerTick)
+        credit.at = now
+        defer { transferCredit[peer] = credit }
+        let signature: [UInt8]
+        if let sig = stableTransferSignature {
+            signature = sig
+        } else {
+            signature = sign(StateTransfer(seq: stableSeq, proof: stableProof, manifest: manifest, index: 0, chunk: [], replica: id)).signature
+            stableTransferSignature = signature
+        }
+        var index = fetch.stateSeq == stableSeq ? Int(fetch.nextChunk) : 0
+        var sent = 0
+        let count = max(manifest.chunkDigests.count, 1)
+        while index < count && sent < config.stateTransferBurstChunks {
+            let range = manifest.chunkDigests.isEmpty ? 0..<0 : manifest.range(of: index, chunkBytes: chunkBytes)
+            guard credit.bytes >= range.count else {
+                if sent == 0 { drop(.fetch, .replica(peer), "state_transfer_rate_limited", &out) }
+                break
+            }
+            credit.bytes -= range.count
+            var st = StateTransfer(seq: stableSeq, proof: stableProof, manifest: manifest, index: UInt32(index),
+                                   chunk: Array(state[range]), replica: id)
+            st.signature = signature
+            send(.replica(peer), .stateTransfer(st), &out)
+            sent += 1
+            index += 1
         }
     }
 
@@ -822,13 +1029,40 @@ public struct Replica {
     mutating func onStateTransfer(_ st: StateTransfer, _ out: inout ReplicaOutput) {
         let from = Principal.replica(st.replica)
         guard st.seq > lastExecuted else { return }
-        guard let digest = st.proof.first?.digest,
-              validCheckpointProof(seq: st.seq, digest: digest, proof: st.proof) else {
+        let digest = st.manifest.digest
+        guard validCheckpointProof(seq: st.seq, digest: digest, proof: st.proof) else {
             return drop(.stateTransfer, from, "invalid_checkpoint_proof", &out)
         }
-        guard SHA256.hash(st.state) == digest else { return drop(.stateTransfer, from, "state_digest_mismatch", &out) }
+        let chunkBytes = config.stateChunkBytes
+        let manifest = st.manifest
+        let expectedChunks = (Int(manifest.totalBytes) + chunkBytes - 1) / chunkBytes
+        guard manifest.totalBytes <= UInt64(config.maxCheckpointStateBytes), manifest.chunkDigests.count == expectedChunks else {
+            return drop(.stateTransfer, from, "state_manifest_invalid", &out)
+        }
+        if incomingState == nil || incomingState!.seq < st.seq {
+            incomingState = StateAssembly(seq: st.seq, digest: digest, proof: st.proof, manifest: manifest)
+        }
+        guard var assembly = incomingState, assembly.seq == st.seq, assembly.digest == digest else { return }
+        if expectedChunks > 0 {
+            let index = Int(st.index)
+            guard index < expectedChunks, st.chunk.count == manifest.range(of: index, chunkBytes: chunkBytes).count,
+                  SHA256.hash(st.chunk) == manifest.chunkDigests[index] else {
+                return drop(.stateTransfer, from, "state_digest_mismatch", &out)
+            }
+            assembly.chunks[index] = st.chunk
+        }
+        guard assembly.isComplete else {
+            incomingState = assembly
+            // All chunks we asked for so far arrived: ask the same peer for the next ones now.
+            if assembly.firstMissing >= assembly.requestedUpTo { requestFetch(from: st.replica, continuing: true, &out) }
+            return
+        }
+        incomingState = nil
+        var state: [UInt8] = []
+        state.reserveCapacity(Int(manifest.totalBytes))
+        for i in 0..<expectedChunks { state.append(contentsOf: assembly.chunks[i]!) }
         do {
-            try restoreCheckpointState(st.state)
+            try restoreCheckpointState(state)
         } catch {
             return drop(.stateTransfer, from, "undecodable_state", &out)
         }
@@ -837,11 +1071,13 @@ public struct Replica {
         for (c, rec) in clients { pending.removeUpTo(client: c, timestamp: rec.lastTimestamp) }
         proposedTimestamps = [:]
         slots = slots.filter { $0.key > st.seq }
+        collectBodies()
         if st.seq > stableSeq {
-            makeStable(seq: st.seq, digest: digest, proof: st.proof, state: st.state, &out)
+            makeStable(seq: st.seq, digest: digest, proof: st.proof, state: (manifest, state), &out)
         } else if st.seq == stableSeq {
-            stableState = st.state
-            persistCheckpoint(seq: st.seq, digest: digest, proof: st.proof, state: st.state, &out)
+            stableState = state
+            stableManifest = manifest
+            persistCheckpoint(seq: st.seq, digest: digest, proof: st.proof, state: state, &out)
         }
         out.events.append(.stateTransferred(seq: st.seq))
         executeReady(&out)
@@ -850,11 +1086,10 @@ public struct Replica {
 
     func validCommittedCertificate(_ cert: CommittedCertificate) -> Bool {
         let pp = cert.prePrepare
-        guard pp.replica == config.primary(of: pp.view), batchIsWellFormed(pp.requests) else { return false }
-        let d = pp.digest
+        guard pp.replica == config.primary(of: pp.view) else { return false }
         var seen = Set<ReplicaID>()
         for c in cert.commits {
-            guard c.view == pp.view, c.seq == pp.seq, c.digest == d else { return false }
+            guard c.view == pp.view, c.seq == pp.seq, c.digest == pp.digest else { return false }
             seen.insert(c.replica)
         }
         return seen.count >= config.quorum
@@ -864,18 +1099,21 @@ public struct Replica {
         if let nv = cu.newView, nv.view > view || (nv.view == view && !active) {
             onNewView(nv, &out)
         }
-        for cert in cu.entries.sorted(by: { $0.prePrepare.seq < $1.prePrepare.seq }) {
+        for entry in cu.entries.sorted(by: { $0.certificate.prePrepare.seq < $1.certificate.prePrepare.seq }) {
+            let cert = entry.certificate
             let seq = cert.prePrepare.seq
             guard seq > lastExecuted else { continue }
-            guard validCommittedCertificate(cert) else {
+            guard validCommittedCertificate(cert), entry.requests.count <= config.maxBatchRequests,
+                  batchIsWellFormed(entry.requests), PrePrepare.batchDigest(entry.requests) == cert.prePrepare.digest else {
                 return drop(.catchUp, .replica(cu.replica), "invalid_committed_certificate", &out)
             }
             if seq <= stableSeq {
                 // Behind a checkpoint we adopted without its state: the log below it is gone, so
                 // execute in order directly; reaching the checkpoint then recovers its state.
                 guard seq == lastExecuted + 1 else { break }
+                out.persist.append(.batch(entry.requests))
                 out.persist.append(.committed(cert))
-                execute(cert.prePrepare, &out)
+                execute(entry.prePrepare, &out)
                 lastProgressTick = now
                 continue
             }
@@ -886,10 +1124,32 @@ public struct Replica {
                 // at most f faulty replicas; keep ours and refuse the other.
                 return drop(.catchUp, .replica(cu.replica), "conflicting_committed_certificate", &out)
             }
-            slot.committed = true
-            slot.committedCertificate = cert
-            out.persist.append(.committed(cert))
-            slots[seq] = slot
+            storeBody(entry.requests, digest: cert.prePrepare.digest, &out)
+            if slot.committedCertificate == nil {
+                slot.committed = true
+                slot.committedCertificate = cert
+                out.persist.append(.committed(cert))
+                slots[seq] = slot
+            }
+        }
+        executeReady(&out)
+    }
+
+    /// A batch body we asked for: kept if some slot names its digest and we lack it.
+    mutating func onBatch(_ b: BatchBody, _ out: inout ReplicaOutput) {
+        guard batches[b.digest] == nil else { return }
+        let wanted = slots.contains { seq, slot in
+            seq > lastExecuted && (slot.digest == b.digest || slot.committedCertificate?.prePrepare.digest == b.digest
+                || slot.preparedCertificate?.prePrepare.digest == b.digest)
+        }
+        guard wanted else { return drop(.batch, .replica(b.replica), "unwanted_batch", &out) }
+        guard b.requests.count <= config.maxBatchRequests, batchIsWellFormed(b.requests) else {
+            return drop(.batch, .replica(b.replica), "malformed_batch", &out)
+        }
+        storeBody(b.requests, digest: b.digest, &out)
+        for seq in slots.keys.sorted() where seq > lastExecuted {
+            guard slots[seq]?.digest == b.digest, let pp = slots[seq]?.prePrepare, pp.replica != id else { continue }
+            for r in b.requests { proposedTimestamps[r.client] = max(proposedTimestamps[r.client] ?? 0, r.timestamp) }
         }
         executeReady(&out)
     }
@@ -907,7 +1167,9 @@ public struct Replica {
         let stuck = slots.keys.filter { $0 > lastExecuted }.sorted()
         for seq in stuck {
             guard let slot = slots[seq], !slot.committed else { continue }
-            if let pp = slot.prePrepare, pp.replica == id { send(.allReplicas, .prePrepare(pp), &out) }
+            if let pp = slot.prePrepare, pp.replica == id, let body = batches[pp.digest] {
+                send(.allReplicas, .prePrepare(PrePrepare(header: pp, requests: body)), &out)
+            }
             if let p = slot.prepares[id], p.view == view { send(.allReplicas, .prepare(p), &out) }
             if let c = slot.commits[id], c.view == view { send(.allReplicas, .commit(c), &out) }
         }
@@ -916,6 +1178,10 @@ public struct Replica {
             send(.allReplicas, .checkpoint(cp), &out)
         }
         if hasOrderablePending() && isPrimary { tryPropose(&out) }
+        // Certified digests whose bodies we lack (after a NEW-VIEW): ask everyone.
+        if !missingBodies(limit: 1).isEmpty { requestFetch(from: nil, &out) }
+        // A state transfer that stalled (a lost chunk): ask again.
+        if incomingState != nil { requestFetch(from: nil, &out) }
     }
 
     // MARK: - View change (§4.4)
@@ -964,8 +1230,7 @@ public struct Replica {
             let pp = cert.prePrepare
             guard seqs.insert(pp.seq).inserted,
                   pp.seq > vc.stableSeq, pp.seq <= vc.stableSeq + config.watermarkWindow,
-                  pp.view < vc.newView, pp.replica == config.primary(of: pp.view),
-                  pp.requests.count <= config.maxBatchRequests, batchIsWellFormed(pp.requests) else { return false }
+                  pp.view < vc.newView, pp.replica == config.primary(of: pp.view) else { return false }
             let d = pp.digest
             var backups = Set<ReplicaID>()
             for p in cert.prepares {
@@ -1018,9 +1283,9 @@ public struct Replica {
     /// The set O of §4.4, computed identically by the new primary and by every backup that checks
     /// a NEW-VIEW: for every sequence number between the highest stable checkpoint min-s and the
     /// highest prepared max-s, re-propose the batch prepared in the highest view, or a null batch.
-    public static func reproposals(view: ViewNum, viewChanges: [ViewChange], config: ProtocolConfig) -> [PrePrepare] {
+    public static func reproposals(view: ViewNum, viewChanges: [ViewChange], config: ProtocolConfig) -> [PrePrepareHeader] {
         let minS = viewChanges.map(\.stableSeq).max() ?? 0
-        var best: [SeqNum: PrePrepare] = [:]
+        var best: [SeqNum: PrePrepareHeader] = [:]
         for vc in viewChanges {
             for cert in vc.prepared where cert.prePrepare.seq > minS {
                 let pp = cert.prePrepare
@@ -1031,7 +1296,7 @@ public struct Replica {
         let maxS = best.keys.max() ?? minS
         guard maxS > minS else { return [] }
         return (minS + 1...maxS).map { seq in
-            PrePrepare(view: view, seq: seq, replica: config.primary(of: view), requests: best[seq]?.requests ?? [])
+            PrePrepareHeader(view: view, seq: seq, replica: config.primary(of: view), digest: best[seq]?.digest ?? PrePrepare.nullDigest)
         }
     }
 
@@ -1067,7 +1332,7 @@ public struct Replica {
 
         // Adopt the highest stable checkpoint among the view changes.
         if let top = nv.viewChanges.max(by: { $0.stableSeq < $1.stableSeq }), top.stableSeq > stableSeq {
-            let state = ownCheckpoints[top.stableSeq].flatMap { $0.digest == top.stableDigest ? $0.state : nil }
+            let state = ownCheckpoints[top.stableSeq].flatMap { $0.digest == top.stableDigest ? ($0.manifest, $0.state) : nil }
             makeStable(seq: top.stableSeq, digest: top.stableDigest, proof: top.checkpointProof, state: state, &out)
         }
         for seq in slots.keys { slots[seq]!.resetForNewView() }
@@ -1079,11 +1344,11 @@ public struct Replica {
         nextSeq = max(maxS, lastExecuted) + 1
         proposedTimestamps = [:]
         for seq in slots.keys.sorted() where seq > lastExecuted {
-            for r in slots[seq]?.prePrepare?.requests ?? [] {
+            for r in slots[seq]?.prePrepare.flatMap({ batches[$0.digest] }) ?? [] {
                 proposedTimestamps[r.client] = max(proposedTimestamps[r.client] ?? 0, r.timestamp)
             }
         }
-        if lastExecuted < stableSeq { requestFetch(from: nil, &out) }
+        if lastExecuted < stableSeq || !missingBodies(limit: 1).isEmpty { requestFetch(from: nil, &out) }
         executeReady(&out)
         armViewChangeTimerIfNeeded()
         if isPrimary { tryPropose(&out) }

@@ -20,15 +20,19 @@ struct CodecTests {
         let cm = s(Commit(view: 2, seq: 9, digest: pp.digest, replica: 3))
         let cp = s(Checkpoint(seq: 8, digest: SHA256.hash([1]), replica: 0))
         let vc = s(ViewChange(newView: 3, stableSeq: 8, stableDigest: cp.digest, checkpointProof: [cp],
-                              prepared: [PreparedCertificate(prePrepare: pp, prepares: [p])], replica: 1))
-        let nv = s(NewView(view: 3, viewChanges: [vc], prePrepares: [s(PrePrepare(view: 3, seq: 9, replica: 3, requests: []))], replica: 3))
+                              prepared: [PreparedCertificate(prePrepare: pp.header, prepares: [p])], replica: 1))
+        let nv = s(NewView(view: 3, viewChanges: [vc], prePrepares: [s(PrePrepare(view: 3, seq: 9, replica: 3, requests: [])).header], replica: 3))
+        let state: [UInt8] = Array(repeating: 9, count: 5000)
+        let manifest = StateManifest(state: state, chunkBytes: 4096)
         return [
             .request(r), .reply(s(Reply(view: 2, timestamp: 77, client: 1, replica: 0, result: [1, 2]))),
             .prePrepare(pp), .prepare(p), .commit(cm), .checkpoint(cp), .viewChange(vc), .newView(nv),
             .status(s(Status(view: 2, lastExecuted: 9, stableSeq: 8, replica: 2))),
-            .fetch(s(Fetch(view: 2, lastExecuted: 3, replica: 1))),
-            .catchUp(s(CatchUp(entries: [CommittedCertificate(prePrepare: pp, commits: [cm])], newView: nv, replica: 0))),
-            .stateTransfer(s(StateTransfer(seq: 8, proof: [cp], state: [9, 9, 9], replica: 0))),
+            .fetch(s(Fetch(view: 2, lastExecuted: 3, replica: 1, stateSeq: 8, nextChunk: 1, batches: [pp.digest]))),
+            .catchUp(s(CatchUp(entries: [CatchUpEntry(certificate: CommittedCertificate(prePrepare: pp.header, commits: [cm]), requests: [r])],
+                               newView: nv, replica: 0))),
+            .stateTransfer(s(StateTransfer(seq: 8, proof: [cp], manifest: manifest, index: 1, chunk: Array(state[4096...]), replica: 0))),
+            .batch(s(BatchBody(replica: 2, requests: [r]))),
         ]
     }
 

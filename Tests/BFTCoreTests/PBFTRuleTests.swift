@@ -1,5 +1,5 @@
 import Synchronization
-import BFTCore
+@testable import BFTCore
 import BFTCrypto
 import Testing
 
@@ -289,17 +289,22 @@ struct PBFTRuleTests {
         }
     }
 
-    @Test("§4.3 a state transfer whose state does not match its proof's digest is refused")
+    @Test("§4.3 a state-transfer chunk that does not match the certified manifest, or a manifest without a 2f+1 proof, is refused")
     func stateTransferWithWrongDigestRefused() {
         let c = TestCluster()
         c.down = [3]
         for t in 1...5 { c.submit(c.request(client: 0, timestamp: UInt64(t), sessionStart: t == 1, op: "\(t)")); c.run() }
         c.down = []
         let good = c.replicas[0]
+        let manifest = good.stableManifest!
+        #expect(manifest.digest == good.stableDigest)
         let proof = (0..<3).map { c.sign(Checkpoint(seq: 4, digest: good.stableDigest, replica: $0), as: .replica($0)) }
-        let st = c.sign(StateTransfer(seq: 4, proof: proof, state: [1, 2, 3], replica: 0), as: .replica(0))
+        var wrong = good.stableState!
+        wrong[wrong.count - 1] ^= 0xff
+        let st = c.sign(StateTransfer(seq: 4, proof: proof, manifest: manifest, index: 0, chunk: wrong, replica: 0), as: .replica(0))
         c.inject(.stateTransfer(st), from: .replica(0), to: 3)
-        let weak = c.sign(StateTransfer(seq: 4, proof: Array(proof.prefix(2)), state: [1], replica: 0), as: .replica(0))
+        let forged = StateManifest(state: wrong, chunkBytes: c.config.stateChunkBytes)
+        let weak = c.sign(StateTransfer(seq: 4, proof: proof, manifest: forged, index: 0, chunk: wrong, replica: 0), as: .replica(0))
         c.inject(.stateTransfer(weak), from: .replica(0), to: 3)
         c.run()
         #expect(c.drops(3, reason: "state_digest_mismatch") == 1)
@@ -453,7 +458,7 @@ struct PBFTRuleTests {
         let vcs = (0..<3).map { c.sign(ViewChange(newView: 1, stableSeq: 0, stableDigest: .zero, checkpointProof: [], prepared: [], replica: $0), as: .replica($0)) }
         let r = c.request(client: 0, timestamp: 1, sessionStart: true, op: "sneaky")
         let pp = c.sign(PrePrepare(view: 1, seq: 1, replica: 1, requests: [r]), as: .replica(1))
-        let nv = c.sign(NewView(view: 1, viewChanges: vcs, prePrepares: [pp], replica: 1), as: .replica(1))
+        let nv = c.sign(NewView(view: 1, viewChanges: vcs, prePrepares: [pp.header], replica: 1), as: .replica(1))
         c.inject(.newView(nv), from: .replica(1), to: 2)
         c.run()
         #expect(c.drops(2, reason: "reproposals_do_not_follow") == 1)
@@ -466,7 +471,7 @@ struct PBFTRuleTests {
         let pp = c.sign(PrePrepare(view: 0, seq: 1, replica: 0, requests: []), as: .replica(0))
         let onePrepare = c.sign(Prepare(view: 0, seq: 1, digest: pp.digest, replica: 3), as: .replica(3))
         let vc = c.sign(ViewChange(newView: 1, stableSeq: 0, stableDigest: .zero, checkpointProof: [],
-                                   prepared: [PreparedCertificate(prePrepare: pp, prepares: [onePrepare])], replica: 3), as: .replica(3))
+                                   prepared: [PreparedCertificate(prePrepare: pp.header, prepares: [onePrepare])], replica: 3), as: .replica(3))
         c.inject(.viewChange(vc), from: .replica(3), to: 1)
         let unproven = c.sign(ViewChange(newView: 1, stableSeq: 4, stableDigest: SHA256.hash([9]), checkpointProof: [], prepared: [], replica: 2), as: .replica(2))
         c.inject(.viewChange(unproven), from: .replica(2), to: 1)
@@ -481,11 +486,11 @@ struct PBFTRuleTests {
         let pp = c.sign(PrePrepare(view: 0, seq: 3, replica: 0, requests: [r]), as: .replica(0))
         let prepares = [1, 2].map { c.sign(Prepare(view: 0, seq: 3, digest: pp.digest, replica: $0), as: .replica($0)) }
         let vc = ViewChange(newView: 1, stableSeq: 0, stableDigest: .zero, checkpointProof: [],
-                            prepared: [PreparedCertificate(prePrepare: pp, prepares: prepares)], replica: 2)
+                            prepared: [PreparedCertificate(prePrepare: pp.header, prepares: prepares)], replica: 2)
         let o = Replica.reproposals(view: 1, viewChanges: [vc], config: c.config)
         #expect(o.map(\.seq) == [1, 2, 3])
-        #expect(o[0].requests.isEmpty && o[1].requests.isEmpty)
-        #expect(o[2].requests == [r])
+        #expect(o[0].digest == PrePrepare.nullDigest && o[1].digest == PrePrepare.nullDigest)
+        #expect(o[2].digest == PrePrepare.batchDigest([r]))
     }
 
     @Test("§4.5.2 a replica that sees f+1 view changes for higher views joins the smallest of them")
