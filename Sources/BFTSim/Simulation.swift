@@ -25,6 +25,11 @@ public struct Scenario: Sendable, CustomStringConvertible {
     public var crashes: [(replica: ReplicaID, from: UInt64, to: UInt64, amnesia: Bool)]
     public var byzantine: [(replica: ReplicaID, mode: ByzantineMode)]
     public var useEd25519: Bool
+    /// Bytes added to every operation (0: short operations). With a payload the application
+    /// keeps every operation (its state grows) and echoes it back (the reply cache grows), and
+    /// the cluster runs with a small size budget — 4 KiB state chunks, small batches — so
+    /// checkpoints span many chunks and view changes re-propose batches by digest.
+    public var payloadBytes: Int = 0
 
     /// Draws a scenario from a seed.
     public static func random(seed: UInt64, useEd25519: Bool = false) -> Scenario {
@@ -60,12 +65,13 @@ public struct Scenario: Sendable, CustomStringConvertible {
             let mode = ByzantineMode.allCases[rng.int(0...(ByzantineMode.allCases.count - 1))]
             s.byzantine.append((r, mode))
         }
+        if rng.chance(0.3) { s.payloadBytes = rng.int(200...3000) }
         return s
     }
 
     public var description: String {
         let byz = byzantine.map { "\($0.replica):\($0.mode.rawValue)" }.joined(separator: ",")
-        return "n=\(n) clients=\(clients)x\(requestsPerClient) window=\(clientWindow) faultTicks=\(faultTicks) drop=\(Int(dropRate * 1000))‰ dup=\(Int(duplicateRate * 1000))‰ delay<=\(maxDelayTicks) partitions=\(partitions.count) crashes=\(crashes.count) byzantine=[\(byz)]"
+        return "n=\(n) clients=\(clients)x\(requestsPerClient) window=\(clientWindow) payload=\(payloadBytes) faultTicks=\(faultTicks) drop=\(Int(dropRate * 1000))‰ dup=\(Int(duplicateRate * 1000))‰ delay<=\(maxDelayTicks) partitions=\(partitions.count) crashes=\(crashes.count) byzantine=[\(byz)]"
     }
 }
 
@@ -80,6 +86,11 @@ public struct SimulationResult: Sendable {
     public let stateTransfers: Int
     public let messages: Int
     public let drops: Int
+    /// STATE-TRANSFER chunks after the first (index > 0) delivered to correct replicas: a
+    /// checkpoint state moved in several pieces.
+    public let laterStateChunks: Int
+    /// BATCH bodies delivered to correct replicas (fetched after a NEW-VIEW named only digests).
+    public let batchBodies: Int
     public var passed: Bool { failures.isEmpty }
 }
 
@@ -117,6 +128,8 @@ public final class Simulation {
     var stateTransfers = 0
     var messageCount = 0
     var dropCount = 0
+    var laterStateChunks = 0
+    var batchBodies = 0
 
     public init(scenario: Scenario) {
         self.scenario = scenario
@@ -129,6 +142,16 @@ public final class Simulation {
         cfg.retransmitTicks = 40
         cfg.statusIntervalTicks = 40
         cfg.fetchCooldownTicks = 20
+        if scenario.payloadBytes > 0 {
+            cfg.stateChunkBytes = 4096
+            cfg.maxOperationBytes = 4096
+            cfg.maxResultBytes = 4096 + 64
+            cfg.maxBatchBytes = 16 * 1024
+            cfg.maxCatchUpBytes = 32 * 1024
+            cfg.maxApplicationStateBytes = 8 * 1024 * 1024
+            cfg.stateTransferBytesPerTick = 8 * 1024
+            cfg.stateTransferBurstChunks = 2
+        }
         config = cfg
         rng = SimRandom(seed: scenario.seed ^ 0x5eed)
         netRng = rng.fork()
@@ -158,7 +181,7 @@ public final class Simulation {
         self.replicaSigners = replicaSigners
         for i in 0..<scenario.n {
             persisted.append([])
-            replicas.append(Replica(id: i, config: cfg, signer: replicaSigners[i], application: HashChainApplication()))
+            replicas.append(Replica(id: i, config: cfg, signer: replicaSigners[i], application: makeApplication()))
             verifiers.append(MessageVerifier(checker: checker, clusterID: cfg.clusterID, replicaCount: cfg.n, clientCount: cfg.clientCount))
             let byz = scenario.byzantine.first { $0.replica == i }
             behaviours.append(byz.map { ByzantineBehaviour(mode: $0.mode, id: i, config: cfg, signer: replicaSigners[i], seed: rng.next()) })
@@ -175,6 +198,10 @@ public final class Simulation {
     }
 
     let debugEnabled = ProcessInfo.processInfo.environment["BFT_SIM_DEBUG"] != nil
+
+    func makeApplication() -> any ReplicatedApplication {
+        scenario.payloadBytes > 0 ? GrowingLogApplication() as any ReplicatedApplication : HashChainApplication()
+    }
 
     func isByzantine(_ r: ReplicaID) -> Bool { behaviours[r] != nil }
     var healed: Bool { now > scenario.faultTicks }
@@ -238,7 +265,7 @@ public final class Simulation {
     /// A crash with amnesia: the replica restarts empty and recovers from its persisted records.
     func restartFromLog(_ r: ReplicaID) {
         restarts += 1
-        var fresh = Replica(id: r, config: config, signer: replicaSigners[r], application: HashChainApplication())
+        var fresh = Replica(id: r, config: config, signer: replicaSigners[r], application: makeApplication())
         var records: [PersistRecord] = []
         for bytes in persisted[r] {
             guard let rec = try? PersistRecord.decode(bytes) else {
@@ -298,6 +325,10 @@ public final class Simulation {
         case .replica(let r):
             guard !isDown(r) else { return }
             behaviours[r]?.observe(m.message)
+            if !isByzantine(r) {
+                if case .stateTransfer(let st) = m.message, st.index > 0 { laterStateChunks += 1 }
+                if case .batch = m.message { batchBodies += 1 }
+            }
             switch verifiers[r].verify(m.message) {
             case .success(let v): dispatch(from: r, replicas[r].step(v))
             case .failure: dropCount += 1
@@ -326,7 +357,8 @@ public final class Simulation {
     func clientStep(_ c: Int) {
         handleClient(c, clients[c].tick())
         while clients[c].canSubmit && clientSubmitted[c] < scenario.requestsPerClient && netRng.chance(0.3) {
-            let op = Array("c\(c)-op\(clientSubmitted[c])".utf8)
+            var op = Array("c\(c)-op\(clientSubmitted[c])".utf8)
+            if scenario.payloadBytes > 0 { op += [UInt8](repeating: UInt8(truncatingIfNeeded: c &* 31 &+ clientSubmitted[c]), count: scenario.payloadBytes) }
             let (_, out) = clients[c].submit(op)
             for r in out.broadcasts { submittedDigests.insert(r.digest) }
             clientSubmitted[c] += 1
@@ -373,7 +405,8 @@ public final class Simulation {
         checkSafety()
         return SimulationResult(seed: scenario.seed, scenario: scenario.description, failures: failures,
                                 traceHash: trace.value, ticks: now, delivered: deliveries.map(\.count).max() ?? 0,
-                                viewChanges: viewChanges, stateTransfers: stateTransfers, messages: messageCount, drops: dropCount)
+                                viewChanges: viewChanges, stateTransfers: stateTransfers, messages: messageCount, drops: dropCount,
+                                laterStateChunks: laterStateChunks, batchBodies: batchBodies)
     }
 
     var checkedUpTo: [Int] = []
@@ -443,5 +476,34 @@ struct MessageQueue {
             heap.swapAt(i, m); i = m
         }
         return top
+    }
+}
+
+/// The simulator's application for large-payload seeds: it keeps every operation (so its state,
+/// and every checkpoint, grows with the load) and answers with the operation's digest followed
+/// by the operation (so the reply cache grows too).
+final class GrowingLogApplication: ReplicatedApplication {
+    var log: [UInt8] = []
+    var count: UInt64 = 0
+
+    func execute(_ operation: [UInt8], context: ExecutionContext) -> [UInt8] {
+        var w = WireWriter(capacity: operation.count + 4)
+        w.blob(operation)
+        log += w.bytes
+        count += 1
+        return SHA256.hash(log).bytes + operation
+    }
+
+    func snapshot() -> [UInt8] {
+        var w = WireWriter(capacity: log.count + 12)
+        w.u64(count); w.blob(log)
+        return w.bytes
+    }
+
+    func restore(from snapshot: [UInt8]) throws {
+        var r = WireReader(snapshot)
+        count = try r.u64()
+        log = try r.blob(field: "log", limit: Int(UInt32.max))
+        try r.finish()
     }
 }

@@ -33,7 +33,7 @@ struct BFTSimCommand: ParsableCommand {
             let scenario = Scenario.random(seed: seed, useEd25519: ed25519)
             let r = Simulation(scenario: scenario).run()
             if verbose || !r.passed {
-                print("seed \(seed): \(r.passed ? "ok" : "FAILED") trace=\(String(r.traceHash, radix: 16)) ticks=\(r.ticks) delivered=\(r.delivered) viewChanges=\(r.viewChanges) stateTransfers=\(r.stateTransfers) messages=\(r.messages) drops=\(r.drops)")
+                print("seed \(seed): \(r.passed ? "ok" : "FAILED") trace=\(String(r.traceHash, radix: 16)) ticks=\(r.ticks) delivered=\(r.delivered) viewChanges=\(r.viewChanges) stateTransfers=\(r.stateTransfers) laterChunks=\(r.laterStateChunks) batchBodies=\(r.batchBodies) messages=\(r.messages) drops=\(r.drops)")
                 print("  \(r.scenario)")
             }
             if r.passed {
