@@ -208,7 +208,7 @@ struct CheckpointReference: Equatable {
 
 /// Why the write-ahead log cannot be used to recover. Every `description` is one line; the
 /// replica stops on any of these (bft-node exits 3) rather than start from less than it wrote.
-public enum DurabilityError: Error, CustomStringConvertible {
+public enum DurabilityError: Error, CustomStringConvertible, Sendable {
     /// The log itself could not be read or repaired.
     case log(WALError)
     /// A record with a good checksum does not decode: a bug or an incompatible version.
