@@ -61,6 +61,21 @@ enum POSIXFile {
         if let result { throw result }
     }
 
+    /// Fills `buffer` from `offset` on, looping on short reads and EINTR; returns how many
+    /// bytes were read (fewer than `buffer.count` only at the end of the file).
+    static func preadAll(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String) throws(WALError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            if n > 0 { done += n; continue }
+            if n == 0 { break }
+            let e = errno
+            if e == EINTR { continue }
+            throw .io("read \(path)", errno: e)
+        }
+        return done
+    }
+
     /// Reads a whole file into memory. Segments are bounded by `segmentBytesLimit` (plus one
     /// record), so this is at most one segment's worth at a time.
     static func readAll(_ path: String) throws(WALError) -> [UInt8] {

@@ -122,16 +122,35 @@ public struct WALReplay: Sendable {
         }
     }
 
+    /// Where a record was read from, so a caller that cannot use a record can name it.
+    public struct Origin: Sendable, Equatable, CustomStringConvertible {
+        /// Segment file name (not the full path).
+        public var segment: String
+        /// Byte offset of the record's header in the segment.
+        public var offset: Int
+
+        public init(segment: String, offset: Int) {
+            self.segment = segment
+            self.offset = offset
+        }
+
+        public var description: String { "\(segment) offset \(offset)" }
+    }
+
     /// Every intact record, in append order, up to the first damaged one.
     public var records: [[UInt8]] = []
+    /// `origins[i]` is where `records[i]` was read from.
+    public var origins: [Origin] = []
     public var tornTail: TornTail?
     public var corruption: Corruption?
     /// One line per repair replay made (torn tail, corruption, finished or abandoned
     /// compaction), for the caller to log.
     public var notes: [String] = []
 
-    public init(records: [[UInt8]] = [], tornTail: TornTail? = nil, corruption: Corruption? = nil, notes: [String] = []) {
+    public init(records: [[UInt8]] = [], tornTail: TornTail? = nil, corruption: Corruption? = nil, notes: [String] = [],
+                origins: [Origin] = []) {
         self.records = records
+        self.origins = origins
         self.tornTail = tornTail
         self.corruption = corruption
         self.notes = notes

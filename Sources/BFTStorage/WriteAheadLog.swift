@@ -14,6 +14,8 @@ import Darwin
 /// - `wal-….log.compact`: a compaction in progress (see `compact(startingWith:)`).
 /// - `wal.quarantine`: a corruption repair in progress (see `replay()`).
 /// - `*.corrupt`: damaged bytes moved aside by replay, kept for forensics, never read again.
+/// Any other file is left alone, so a caller may keep its own files next to the segments
+/// (e.g. `CheckpointFiles`), protected by the same lock.
 ///
 /// Durability: `append` only buffers; `sync` writes everything appended since the previous
 /// sync and covers it with one fdatasync (group commit). Invariant that recovery relies on:
@@ -381,6 +383,7 @@ public final class WriteAheadLog: @unchecked Sendable {
                     switch WALFrame.parse(raw, at: offset, maxRecordBytes: options.maxRecordBytes) {
                     case let .record(payload, next):
                         result.records.append(Array(raw[payload]))
+                        result.origins.append(WALReplay.Origin(segment: segment.name, offset: offset))
                         offset = next
                     case let .bad(reason):
                         let isLast = index == segments.count - 1

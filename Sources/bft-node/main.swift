@@ -116,6 +116,10 @@ struct BFTNodeCommand: ParsableCommand {
                                    byzantine: byzantineMode, fsync: fsync == "on", metricsAddress: metricsAddress,
                                    statusInterval: .milliseconds(Int64(statusIntervalMs)))
             try node.start()
+        } catch let error as DurabilityError {
+            // The write-ahead log cannot be trusted as it is: same exit code as a failing disk.
+            FileHandle.standardError.write(Data("bft-node: cannot recover replica \(id) from its data directory: \(error)\n".utf8))
+            Foundation.exit(3)
         } catch {
             fail("cannot start replica \(id): \(error)")
         }

@@ -125,7 +125,7 @@ public final class ReplicaNode: @unchecked Sendable {
             lastLoggedIndex = (try? DeliverLog.read(path: path))?.last?.index ?? 0
         }
         guard let durability else { return }
-        let records = try durability.replay()
+        let records = try durability.replay(limits: replica.config.limits)
         guard !records.isEmpty else { return }
         let out = replica.recover(from: records)
         logDeliveries(out.deliveries)
