@@ -105,7 +105,7 @@ struct BFTNodeCommand: ParsableCommand {
         }
         let application: any ReplicatedApplication
         do {
-            application = try ApplicationFactory.make(spec: app, dataDirectory: data)
+            application = try ApplicationFactory.make(spec: app, dataDirectory: data, budget: cluster.protocolConfig())
         } catch {
             fail("\(error)")
         }

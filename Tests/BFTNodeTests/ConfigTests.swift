@@ -110,10 +110,19 @@ private let brokenCases: [BrokenConfigCase] = [
     .init(name: "timeout below tick", expected: "invalid configuration: protocol: viewChangeTimeoutMs (5) must be at least tickMs (10)") {
         setProtocol(&$0, "viewChangeTimeoutMs", 5)
     },
-    .init(name: "batch above decoder limit", expected: "invalid configuration: protocol: max batch requests exceeds the decoder limit") {
+    .init(name: "batch above decoder limit", expected: "invalid configuration: protocol: maxBatchRequests 100000 exceeds the decoder's requests per batch 512") {
         setProtocol(&$0, "maxBatchRequests", 100_000)
     },
-    .init(name: "unknown protocol key", expected: "invalid configuration test.json: protocol: unknown key \"checkpointIntervall\" (known: checkpointInterval, watermarkWindow, maxBatchRequests, maxInFlightBatches, viewChangeTimeoutMs, tickMs)") {
+    .init(name: "watermark window above what a view change carries", expected: "invalid configuration: protocol: watermarkWindow 4096 exceeds the prepared certificates a VIEW-CHANGE may carry (1024)") {
+        setProtocol(&$0, "watermarkWindow", 4096)
+    },
+    .init(name: "batch bytes below one largest request", expected: "invalid configuration: protocol: maxBatchBytes 65536 is smaller than one largest request (maxRequestBytes 65617 from maxOperationBytes 65536)") {
+        setProtocol(&$0, "maxBatchBytes", 65536)
+    },
+    .init(name: "state budget not positive", expected: "invalid configuration: protocol: maxApplicationStateBytes must be positive (got 0)") {
+        setProtocol(&$0, "maxApplicationStateBytes", 0)
+    },
+    .init(name: "unknown protocol key", expected: "invalid configuration test.json: protocol: unknown key \"checkpointIntervall\" (known: checkpointInterval, watermarkWindow, maxBatchRequests, maxInFlightBatches, viewChangeTimeoutMs, tickMs, maxApplicationStateBytes, maxOperationBytes, maxResultBytes, maxBatchBytes, stateTransferBytesPerSecond)") {
         setProtocol(&$0, "checkpointIntervall", 32)
     },
     .init(name: "missing f", expected: "invalid configuration test.json: missing key \"f\"") { $0["f"] = nil },

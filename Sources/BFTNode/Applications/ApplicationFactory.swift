@@ -25,9 +25,10 @@ public enum ApplicationFactoryError: Error, Equatable, CustomStringConvertible {
 /// Why a string spec: it keeps the node's flags to one (`--app`) and lets scripts and
 /// docker-compose files choose the application without code.
 public enum ApplicationFactory {
-    public static func make(spec: String, dataDirectory: String,
+    /// `budget` (the cluster's protocol configuration) sizes the kv store to the state budget.
+    public static func make(spec: String, dataDirectory: String, budget: ProtocolConfig? = nil,
                             logger: Logger = Logger(label: "bft.app")) throws -> any ReplicatedApplication {
-        if spec == "kv" { return KVApplication() }
+        if spec == "kv" { return KVApplication(limits: budget.map { KVApplication.Limits(budget: $0) } ?? .default) }
         if spec == "log" {
             let dir = dataDirectory.hasSuffix("/") ? String(dataDirectory.dropLast()) : dataDirectory
             return try LogApplication(path: (dir.isEmpty ? "." : dir) + "/app.log", logger: logger)

@@ -22,8 +22,9 @@ public struct KVSnapshotError: Error, Equatable, CustomStringConvertible {
 /// Keys are separated by exactly one space and may not contain spaces. A stored value that
 /// happens to be `(nil)` reads back as `(nil)`, as in `redis-cli`.
 ///
-/// Every size a client controls is bounded (`Limits`), because the state must fit into a
-/// checkpoint that peers can fetch by state transfer (at most `MessageLimits.maxStateBytes`).
+/// Every size a client controls is bounded (`Limits`), and the snapshot never grows past the
+/// cluster's `maxApplicationStateBytes`: a SET that would push it past gets a deterministic
+/// `ERR store full` on every replica, before the state grows (`Limits(budget:)`).
 public final class KVApplication: ReplicatedApplication {
     /// Bounds on the store. A command that would exceed one gets `ERR` and changes nothing.
     public struct Limits: Sendable, Equatable {
@@ -36,10 +37,26 @@ public final class KVApplication: ReplicatedApplication {
         /// Most bytes of keys plus values in total. 16 MiB leaves the other half of the 32 MiB
         /// state-transfer limit for the client table and the snapshot's framing.
         public var maxTotalBytes: Int = 16 * 1024 * 1024
+        /// Largest snapshot, in bytes (the application-state budget): version, count, and a
+        /// 4-byte length before every key and value.
+        public var maxSnapshotBytes: Int = Int.max
 
         public init() {}
         public static let `default` = Limits()
+
+        /// The limits that fit the cluster's budget: a value fits a GET reply, the snapshot fits
+        /// `maxApplicationStateBytes`.
+        public init(budget: ProtocolConfig) {
+            self.init()
+            maxValueBytes = budget.maxResultBytes
+            maxKeyBytes = min(maxKeyBytes, max(1, budget.maxOperationBytes - 5))
+            maxSnapshotBytes = budget.maxApplicationStateBytes
+            maxTotalBytes = max(0, budget.maxApplicationStateBytes - 9)
+        }
     }
+
+    /// Size of `snapshot()` now: version and count, then a length-prefixed key and value per entry.
+    public var snapshotBytes: Int { 9 + totalBytes + 8 * store.count }
 
     public let limits: Limits
     private var store: [[UInt8]: [UInt8]] = [:]
@@ -93,6 +110,10 @@ public final class KVApplication: ReplicatedApplication {
             if old == nil && store.count >= limits.maxKeys { return .text("ERR too many keys (max \(limits.maxKeys))") }
             let newTotal = totalBytes - (old.map { $0.count + key.count } ?? 0) + key.count + value.count
             if newTotal > limits.maxTotalBytes { return .text("ERR store full (max \(limits.maxTotalBytes) bytes)") }
+            let newSnapshot = 9 + newTotal + 8 * (store.count + (old == nil ? 1 : 0))
+            if newSnapshot > limits.maxSnapshotBytes {
+                return .text("ERR store full (state budget \(limits.maxSnapshotBytes) bytes)")
+            }
             store[key] = value
             totalBytes = newTotal
             return .text("OK")

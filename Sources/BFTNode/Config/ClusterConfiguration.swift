@@ -113,6 +113,14 @@ public struct ClusterConfiguration: Sendable {
         public var maxInFlightBatches: Int = 4
         public var viewChangeTimeoutMs: Int = 2000
         public var tickMs: Int = 10
+        /// The size budget (see `ProtocolConfig`): the application's largest state, the largest
+        /// operation and result, and the request bytes per batch. Every other size derives from these.
+        public var maxApplicationStateBytes: Int = 256 * 1024 * 1024
+        public var maxOperationBytes: Int = 64 * 1024
+        public var maxResultBytes: Int = 64 * 1024
+        public var maxBatchBytes: Int = 256 * 1024
+        /// State-transfer bytes a replica sends one peer per second at most.
+        public var stateTransferBytesPerSecond: Int = 128 * 1024 * 1024
 
         /// Bounds for `tickMs`: below 1 ms the tick timer would spin; above 1 s timeouts become coarse.
         public static let tickRange = 1...1000
@@ -220,6 +228,14 @@ public struct ClusterConfiguration: Sendable {
         if s.viewChangeTimeoutMs < s.tickMs {
             return "viewChangeTimeoutMs (\(s.viewChangeTimeoutMs)) must be at least tickMs (\(s.tickMs))"
         }
+        for (name, value) in [("maxApplicationStateBytes", s.maxApplicationStateBytes), ("maxOperationBytes", s.maxOperationBytes),
+                              ("maxResultBytes", s.maxResultBytes), ("maxBatchBytes", s.maxBatchBytes),
+                              ("stateTransferBytesPerSecond", s.stateTransferBytesPerSecond)] where value < 1 {
+            return "\(name) must be positive (got \(value))"
+        }
+        if s.maxOperationBytes > 16 * 1024 * 1024 || s.maxResultBytes > 16 * 1024 * 1024 {
+            return "maxOperationBytes and maxResultBytes must be at most 16777216"
+        }
         return makeProtocolConfig(n: n, clusterID: 0, clients: clients, settings: s).validate()
     }
 
@@ -247,6 +263,11 @@ public struct ClusterConfiguration: Sendable {
         p.retransmitTicks = ticks(500)
         p.statusIntervalTicks = ticks(500)
         p.fetchCooldownTicks = ticks(200)
+        p.maxApplicationStateBytes = s.maxApplicationStateBytes
+        p.maxOperationBytes = s.maxOperationBytes
+        p.maxResultBytes = s.maxResultBytes
+        p.maxBatchBytes = s.maxBatchBytes
+        p.stateTransferBytesPerTick = max(1, Int(clamping: Int64(s.stateTransferBytesPerSecond) * Int64(tick) / 1000))
         return p
     }
 
@@ -562,6 +583,7 @@ private struct ClusterFile: Codable {
 extension ClusterConfiguration.ProtocolSettings: Codable {
     enum CodingKeys: String, CodingKey {
         case checkpointInterval, watermarkWindow, maxBatchRequests, maxInFlightBatches, viewChangeTimeoutMs, tickMs
+        case maxApplicationStateBytes, maxOperationBytes, maxResultBytes, maxBatchBytes, stateTransferBytesPerSecond
     }
 
     /// Every field is optional so a file may override just one setting.
@@ -575,6 +597,11 @@ extension ClusterConfiguration.ProtocolSettings: Codable {
         maxInFlightBatches = try c.decodeIfPresent(Int.self, forKey: .maxInFlightBatches) ?? d.maxInFlightBatches
         viewChangeTimeoutMs = try c.decodeIfPresent(Int.self, forKey: .viewChangeTimeoutMs) ?? d.viewChangeTimeoutMs
         tickMs = try c.decodeIfPresent(Int.self, forKey: .tickMs) ?? d.tickMs
+        maxApplicationStateBytes = try c.decodeIfPresent(Int.self, forKey: .maxApplicationStateBytes) ?? d.maxApplicationStateBytes
+        maxOperationBytes = try c.decodeIfPresent(Int.self, forKey: .maxOperationBytes) ?? d.maxOperationBytes
+        maxResultBytes = try c.decodeIfPresent(Int.self, forKey: .maxResultBytes) ?? d.maxResultBytes
+        maxBatchBytes = try c.decodeIfPresent(Int.self, forKey: .maxBatchBytes) ?? d.maxBatchBytes
+        stateTransferBytesPerSecond = try c.decodeIfPresent(Int.self, forKey: .stateTransferBytesPerSecond) ?? d.stateTransferBytesPerSecond
     }
 }
 

@@ -90,14 +90,21 @@ public final class ReplicaNode: @unchecked Sendable {
             ByzantineBehaviour(mode: $0, id: id, config: proto, signer: Ed25519MessageSigner(key: key), seed: UInt64(id) &+ 0xB12)
         }
         self.deliverLog = try deliverLogPath.map { try DeliverLog(path: $0) }
-        self.durability = durable ? try Durability(directory: dataDirectory + "/wal", fsync: fsync, logger: logger) : nil
+        // Log records other than checkpoint states (which go to files of their own) are bounded
+        // by the budget: the largest own pre-prepare, VIEW-CHANGE, NEW-VIEW or certificate.
+        self.durability = durable ? try Durability(directory: dataDirectory + "/wal", fsync: fsync,
+                                                   maxRecordBytes: max(proto.maxPersistRecordBytes, 1024 * 1024), logger: logger) : nil
         self.ioGroup = MultiThreadedEventLoopGroup(numberOfThreads: max(System.coreCount, 1))
         self.coreGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var peers: [Int: (host: String, port: Int)] = [:]
         for r in configuration.replicas where r.id != id { peers[r.id] = (r.host, r.port) }
         let me = configuration.address(of: id)
+        // Frame limits from the budget: replica kinds up to the largest message a correct replica
+        // sends (a state chunk, a batch, a VIEW-CHANGE or NEW-VIEW with digests), client kinds up
+        // to the largest request.
         var limits = WireLimits.default
-        limits.maxFrameBodyBytes = proto.limits.maxStateBytes + 1024 * 1024
+        limits.maxFrameBodyBytes = proto.maxReplicaMessageBytes
+        limits.maxClientFrameBodyBytes = proto.maxRequestBytes
         let sink = FrameSink()
         self.transport = Transport(
             clusterID: proto.clusterID, listenHost: listenHost ?? me.host, listenPort: me.port, peers: peers,
