@@ -99,7 +99,7 @@ struct BFTNodeCommand: ParsableCommand {
             fail("\(error)")
         }
         do {
-            try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+            try DataDirectory.create(data)
         } catch {
             fail("cannot create data directory \(data): \(error.localizedDescription)")
         }

@@ -37,7 +37,8 @@ enum BlockingIO {
     }
 
     /// Opens `path` for appending, creating it with `mode` if missing.
-    static func openForAppend(_ path: String, mode: mode_t = 0o644) throws(BlockingIOError) -> Int32 {
+    /// Created 0600 when missing (deliver log, `app.log`: replica data, private to its user).
+    static func openForAppend(_ path: String, mode: mode_t = 0o600) throws(BlockingIOError) -> Int32 {
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, mode)
         guard fd >= 0 else { throw BlockingIOError("open \(path)") }
         return fd

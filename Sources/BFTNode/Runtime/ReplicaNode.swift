@@ -407,7 +407,7 @@ public final class ReplicaNode: @unchecked Sendable {
         statusSnapshot.update(Array(data))
         let path = dataDirectory + "/status.json"
         let tmp = path + ".tmp"
-        if FileManager.default.createFile(atPath: tmp, contents: data) {
+        if FileManager.default.createFile(atPath: tmp, contents: data, attributes: [.posixPermissions: 0o600]) {
             _ = rename(tmp, path)
         }
     }
