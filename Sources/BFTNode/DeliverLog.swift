@@ -59,7 +59,7 @@ public final class DeliverLog {
     /// The last write error, if any (the runtime may log it; delivery itself never fails).
     public private(set) var lastError: String?
 
-    /// Opens `path` in append mode, creating it (mode 0644) if missing.
+    /// Opens `path` in append mode, creating it (mode 0600) if missing.
     public init(path: String, autoFlushBytes: Int = 1 << 20) throws(DeliverLogError) {
         self.path = path
         self.autoFlushBytes = autoFlushBytes

@@ -8,7 +8,9 @@ import Darwin
 /// must control exactly when data reaches the disk (fdatasync, directory fsync), retry on
 /// EINTR, loop on short writes and report the errno as a typed `WALError`.
 enum POSIXFile {
-    static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws(WALError) -> Int32 {
+    /// Files are created 0600: the log holds the replica's protocol state and client requests,
+    /// which other local users have no reason to read.
+    static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o600) throws(WALError) -> Int32 {
         while true {
             let fd = path.withCString { cPath in
                 #if canImport(Glibc)
@@ -170,12 +172,12 @@ enum POSIXFile {
         return lstat(path, &st) == 0
     }
 
-    /// `mkdir -p`.
+    /// `mkdir -p`; directories it creates are 0700 (private to the replica's user).
     static func makeDirectories(_ path: String) throws(WALError) {
         var prefix = path.hasPrefix("/") ? "/" : ""
         for component in path.split(separator: "/", omittingEmptySubsequences: true) {
             prefix += component
-            if mkdir(prefix, 0o755) != 0 {
+            if mkdir(prefix, 0o700) != 0 {
                 let e = errno
                 if e != EEXIST { throw .io("mkdir \(prefix)", errno: e) }
             }

@@ -58,11 +58,21 @@ struct BFTClusterCommand: ParsableCommand {
         guard FileManager.default.isExecutableFile(atPath: node) else {
             fail("bft-node not found at \(node) (build it with 'swift build' or pass --node-binary)")
         }
+        // A git checkout leaves the committed development keys 0644, which bft-node refuses:
+        // make the key files this cluster uses private to their owner (never loosens).
+        var tightened: [String] = []
+        for path in cluster.replicas.map({ "\(keys)/replica-\($0.id).pem" }) + cluster.clients.map({ "\(keys)/client-\($0.id).pem" })
+        where ClusterConfiguration.tightenKeyFilePermissions(path: path) {
+            tightened.append(path)
+        }
+        if !tightened.isEmpty {
+            print("made \(tightened.count) key files in \(keys) readable only by you (chmod 600): bft-node refuses keys others can read")
+        }
         var processes: [Process] = []
         for r in cluster.replicas {
             let dir = "\(data)/replica-\(r.id)"
             do {
-                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                try DataDirectory.create(dir)
             } catch { fail("cannot create \(dir): \(error.localizedDescription)") }
             let keyPath = "\(keys)/replica-\(r.id).pem"
             let p = Process()

@@ -101,6 +101,14 @@ struct LoadGen: ParsableCommand {
         guard window >= 1 && window <= proto.maxPendingPerClient else { fail("--window must be 1...\(proto.maxPendingPerClient)") }
         let dir = keyDir ?? URL(fileURLWithPath: config).deletingLastPathComponent().path
         var identities: [(id: ClientID, key: Ed25519PrivateKey)] = []
+        // A git checkout leaves the committed development keys 0644, which loadPrivateKey (and
+        // bft-node) refuse: make them private to their owner first (never loosens; a read-only
+        // mount is left alone).
+        for j in 0..<cluster.clients.count { ClusterConfiguration.tightenKeyFilePermissions(path: "\(dir)/client-\(j).pem") }
+        if spawn {
+            let keys = URL(fileURLWithPath: config).deletingLastPathComponent().path
+            for r in cluster.replicas { ClusterConfiguration.tightenKeyFilePermissions(path: "\(keys)/replica-\(r.id).pem") }
+        }
         for j in 0..<clients {
             do {
                 let key = try ClusterConfiguration.loadPrivateKey(path: "\(dir)/client-\(j).pem")
@@ -639,7 +647,7 @@ final class SpawnedCluster: @unchecked Sendable {
         let c = SpawnedCluster(node: node, dataDirectory: NSTemporaryDirectory() + "bft-loadgen-\(getpid())-\(run)")
         for r in cluster.replicas {
             let dir = "\(c.dataDirectory)/replica-\(r.id)"
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try DataDirectory.create(dir)
             var args = ["--config", configPath, "--id", "\(r.id)", "--key", "\(keys)/replica-\(r.id).pem",
                         "--data", dir, "--app", "kv", "--deliver-log", "\(dir)/deliver.log", "--fsync", fsync,
                         "--status-interval-ms", "\(statusIntervalMs)"]

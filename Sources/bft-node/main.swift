@@ -17,6 +17,10 @@ struct BFTNodeCommand: ParsableCommand {
         requests with the other replicas (pre-prepare, prepare, commit; view changes; checkpoints; \
         state transfer) and delivers committed requests in sequence order to the application. \
         Stop it with SIGTERM or SIGINT.
+
+        Exit codes: 0 stopped by SIGTERM/SIGINT; 2 bad configuration, key (e.g. a key file others \
+        can read), flag or port in use; 3 the write-ahead log failed; 4 the application failed \
+        (an exec: child died, closed its output, missed its reply deadline or answered garbage).
         """)
 
     @Option(help: "Cluster configuration written by bft-keygen (cluster.json).")
@@ -99,7 +103,7 @@ struct BFTNodeCommand: ParsableCommand {
             fail("\(error)")
         }
         do {
-            try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+            try DataDirectory.create(data)
         } catch {
             fail("cannot create data directory \(data): \(error.localizedDescription)")
         }

@@ -85,8 +85,13 @@ struct ApplicationExecTests {
         let box = FailureBox()
         let app = try ExecApplication(command: "exit 3")
         app.onFailure = { box.errors.append($0) }
-        #expect(app.execute(Array("a".utf8), context: ctx(1)) == ExecApplication.failedReply)
-        #expect(text(ExecApplication.failedReply) == "ERR application process failed")
+        let result = app.execute(Array("a".utf8), context: ctx(1))
+        // No error text that could pass for a result: the node stops on applicationFailure instead.
+        #expect(result.isEmpty)
+        #expect(!text(result).contains("ERR"))
+        let reported = try #require(app.applicationFailure)
+        #expect(reported.contains("exited with status 3") && !reported.contains("\n"), "\(reported)")
+        #expect((app as any FailableApplication).applicationFailure == reported)
         guard case .processFailed(let reason)? = app.failure else {
             Issue.record("no failure recorded: \(String(describing: app.failure))")
             return
@@ -131,6 +136,37 @@ struct ApplicationExecTests {
         #expect(ContinuousClock.now - start < .seconds(10))
         #expect(app.failure?.description.contains("no complete line within 200 ms") == true)
         app.shutdown()
+    }
+
+    @Test func childTricklingBytesHitsTheWholeLineDeadline() throws {
+        // One byte every 100 ms, never a newline: each read is quick, the line never completes.
+        let app = try ExecApplication(
+            command: "read line; while :; do printf x; sleep 0.1; done", responseTimeoutMilliseconds: 500)
+        defer { app.shutdown() }
+        let start = ContinuousClock.now
+        _ = app.execute(Array("a".utf8), context: ctx(1))
+        let took = ContinuousClock.now - start
+        #expect(took >= .milliseconds(450) && took < .seconds(3), "took \(took)")
+        #expect(app.applicationFailure?.contains("no complete line within 500 ms") == true, "\(String(describing: app.applicationFailure))")
+    }
+
+    @Test func lineReaderDeadlineCoversTheWholeLineNotEachRead() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let writer = fds[1]
+        let trickle = Thread {
+            for _ in 0..<30 {
+                _ = try? BlockingIO.writeAll(writer, [UInt8(ascii: "x")])
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+        }
+        trickle.start()
+        var reader = LineReader(fd: fds[0], maxLineBytes: 1000)
+        let start = ContinuousClock.now
+        #expect(throws: LineReader.Failure.timedOut(milliseconds: 300)) { try reader.readLine(timeoutMilliseconds: 300) }
+        #expect(ContinuousClock.now - start < .milliseconds(900))
+        Thread.sleep(forTimeInterval: 1.6)  // let the writer finish before the pipe closes
     }
 
     @Test("results above the reply limit become a deterministic ERR")

@@ -272,6 +272,7 @@ struct ConfigTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let good = dir + "/replica-1.pem"
         try replicaKeys[1].pemRepresentation().write(toFile: good, atomically: true, encoding: .utf8)
+        chmod(good, 0o600)
         let loaded = try ClusterConfiguration.loadPrivateKey(path: good)
         #expect(loaded.publicKey == replicaKeys[1].publicKey)
 
@@ -280,15 +281,59 @@ struct ConfigTests {
         }
         let garbage = dir + "/garbage.pem"
         try "hello".write(toFile: garbage, atomically: true, encoding: .utf8)
+        chmod(garbage, 0o600)
         #expect(throws: ConfigError.privateKeyInvalid(path: garbage, reason: "no PEM block found")) {
             try ClusterConfiguration.loadPrivateKey(path: garbage)
         }
         let pub = dir + "/public.pem"
         try replicaKeys[1].publicKey.pemRepresentation().write(toFile: pub, atomically: true, encoding: .utf8)
+        chmod(pub, 0o600)
         #expect(throws: ConfigError.privateKeyInvalid(path: pub, reason: "it holds a public key; pass the private key file")) {
             try ClusterConfiguration.loadPrivateKey(path: pub)
         }
         #expect(ConfigError.privateKeyInvalid(path: pub, reason: "x").description == "\(pub) is not a PEM Ed25519 private key: x")
+    }
+
+    @Test func privateKeyReadableByOthersIsRefusedWithAOneLineChmodHint() throws {
+        let dir = try makeTempDir("keymode")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/replica-0.pem"
+        try replicaKeys[0].pemRepresentation().write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(chmod(path, 0o644) == 0)
+        let expected = ConfigError.privateKeyExposed(path: path, mode: 0o644)
+        #expect(throws: expected) { try ClusterConfiguration.loadPrivateKey(path: path, allowInsecurePermissions: false) }
+        #expect(expected.description == "private key \(path) is readable by others (mode 0644); run chmod 600 \(path)")
+        #expect(!expected.description.contains("\n"))
+        // Group access alone is refused as well.
+        #expect(chmod(path, 0o640) == 0)
+        #expect(throws: ConfigError.privateKeyExposed(path: path, mode: 0o640)) {
+            try ClusterConfiguration.loadPrivateKey(path: path, allowInsecurePermissions: false)
+        }
+        // The explicit development override loads it anyway.
+        #expect(try ClusterConfiguration.loadPrivateKey(path: path, allowInsecurePermissions: true).publicKey == replicaKeys[0].publicKey)
+        // Tightening (what bft-cluster and bft-loadgen do to the checked-out dev keys) makes it 0600 and loadable.
+        #expect(ClusterConfiguration.tightenKeyFilePermissions(path: path))
+        #expect(!ClusterConfiguration.tightenKeyFilePermissions(path: path))
+        #expect(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int == 0o600)
+        let loaded = try ClusterConfiguration.loadPrivateKey(path: path, allowInsecurePermissions: false)
+        #expect(loaded.publicKey == replicaKeys[0].publicKey)
+    }
+
+    @Test func replicasAtLocalhostAndLoopbackOnTheSamePortAreDuplicates() throws {
+        var doc = baseDocument()
+        setReplica(&doc, 2, "host", "localhost")
+        setReplica(&doc, 2, "port", 7000)
+        #expect(throws: ConfigError.duplicateAddress(address: "localhost:7000", replicas: [0, 2])) {
+            try ClusterConfiguration.decode(data(doc))
+        }
+        // Same names, different ports: fine.
+        setReplica(&doc, 2, "port", 7002)
+        #expect(try ClusterConfiguration.decode(data(doc)).replicas[2].host == "localhost")
+        // A name that does not resolve here is compared by name only and still loads.
+        setReplica(&doc, 3, "host", "replica3.invalid")
+        #expect(try ClusterConfiguration.decode(data(doc)).replicas[3].host == "replica3.invalid")
+        #expect(ClusterConfiguration.resolveAddresses(host: "replica3.invalid", port: 7003).isEmpty)
+        #expect(ClusterConfiguration.resolveAddresses(host: "127.0.0.1", port: 7000) == ["resolved 127.0.0.1 port 7000"])
     }
 
     @Test("keys are checked against the configured principals")

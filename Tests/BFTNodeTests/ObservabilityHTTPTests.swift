@@ -14,9 +14,11 @@ enum ObsHTTP {
         let closed = LockedBox(false)
         var channel: (any Channel)!
 
-        static func connect(_ group: any EventLoopGroup, port: Int) async throws -> Client {
+        static func connect(_ group: any EventLoopGroup, port: Int, from source: String? = nil, autoRead: Bool = true) async throws -> Client {
             let client = Client()
-            client.channel = try await ClientBootstrap(group: group)
+            var bootstrap = ClientBootstrap(group: group).channelOption(ChannelOptions.autoRead, value: autoRead)
+            if let source { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0)) }
+            client.channel = try await bootstrap
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(Collector(client: client))
@@ -294,6 +296,98 @@ struct ObservabilityHTTPTests {
         let r = try await ObsHTTP.request(group, port: port, "GET /status HTTP/1.1\r\n\r\n")
         #expect(r.status == 200)
         await b.close()
+        try await ObsHTTP.stop(server, group)
+    }
+
+    @Test func pipelinedRequestsToAClientThatDoesNotReadHoldAtMostOneResponse() async throws {
+        // A status document larger than the loopback socket buffers, so a response to a client
+        // that does not read can never be written completely.
+        let big = [UInt8](repeating: UInt8(ascii: "x"), count: 16 * 1024 * 1024)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = StatusHTTPServer(
+            host: "127.0.0.1", port: 0, group: group, metrics: NodeMetrics(), status: { big }, logger: ObsHTTP.logger,
+            limits: .init(maxBytesPerConnection: 1 << 30))
+        try server.start()
+        let port = try #require(server.boundPort)
+        let c = try await ObsHTTP.Client.connect(group, port: port, autoRead: false)
+        await c.send(String(repeating: "GET /status HTTP/1.1\r\nHost: x\r\n\r\n", count: 8))
+        #expect(await ObsHTTP.within { server.stats().responses >= 1 })
+        try await Task.sleep(for: .milliseconds(500))
+        // Only the response in flight exists; the seven others were not even produced.
+        #expect(server.stats().responses == 1)
+        #expect(!c.isClosed)
+        await c.close()
+        try await ObsHTTP.stop(server, group)
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrderOneAfterAnother() async throws {
+        let (server, group, port) = try ObsHTTP.makeServer()
+        let c = try await ObsHTTP.Client.connect(group, port: port)
+        await c.send("GET /status HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\n")
+        #expect(await ObsHTTP.within { c.responses.count == 2 })
+        #expect(c.responses.map(\.status) == [200, 404])
+        await c.close()
+        try await ObsHTTP.stop(server, group)
+    }
+
+    @Test func ninthConnectionFromOneAddressIsRefusedWhileAnotherAddressIsServed() async throws {
+        let (server, group, port) = try ObsHTTP.makeServer()
+        var held: [ObsHTTP.Client] = []
+        for _ in 0..<8 { held.append(try await ObsHTTP.Client.connect(group, port: port, from: "127.0.0.1")) }
+        #expect(await ObsHTTP.within { server.stats().open == 8 })
+        let ninth = try await ObsHTTP.Client.connect(group, port: port, from: "127.0.0.1")
+        #expect(await ObsHTTP.within { ninth.isClosed })
+        #expect(server.stats().rejectedPerAddress == 1)
+        // Another source address still gets its scrape.
+        let other = try await ObsHTTP.Client.connect(group, port: port, from: "127.0.0.2")
+        await other.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(await ObsHTTP.within { other.responses.first?.status == 200 })
+        #expect(held.allSatisfy { !$0.isClosed })
+        for c in held { await c.close() }
+        await other.close()
+        try await ObsHTTP.stop(server, group)
+    }
+
+    @Test func idleKeepAliveConnectionIsClosedAfterTheIdleTimeout() async throws {
+        let (server, group, port) = try ObsHTTP.makeServer(limits: .init(idleTimeout: .milliseconds(300)))
+        let c = try await ObsHTTP.Client.connect(group, port: port)
+        await c.send("GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(await ObsHTTP.within { c.responses.count == 1 })
+        #expect(c.responses.first?.headers["connection"] == "keep-alive")
+        // Well before the 5 s request timeout.
+        #expect(await ObsHTTP.within(.milliseconds(1500)) { c.isClosed })
+        #expect(server.stats().idleClosed == 1)
+        try await ObsHTTP.stop(server, group)
+    }
+
+    @Test func connectionIsClosedAtItsAbsoluteLifetimeEvenWhileBusy() async throws {
+        let (server, group, port) = try ObsHTTP.makeServer(limits: .init(connectionLifetime: .milliseconds(600)))
+        let c = try await ObsHTTP.Client.connect(group, port: port)
+        let start = ContinuousClock.now
+        // A well-behaved keep-alive client that never idles: a request every 50 ms.
+        while !c.isClosed && ContinuousClock.now - start < .seconds(5) {
+            await c.send("GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(c.isClosed)
+        // Well before the 5 s request timeout could have played a part.
+        #expect(ContinuousClock.now - start < .seconds(3))
+        #expect(c.responses.count >= 1)
+        #expect(server.stats().lifetimeExpired == 1)
+        try await ObsHTTP.stop(server, group)
+    }
+
+    @Test func connectionIsClosedOnceItsByteBudgetIsSpent() async throws {
+        let (server, group, port) = try ObsHTTP.makeServer(limits: .init(maxBytesPerConnection: 1000))
+        let c = try await ObsHTTP.Client.connect(group, port: port)
+        for _ in 0..<40 where !c.isClosed {
+            await c.send("GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(await ObsHTTP.within { c.isClosed })
+        // Each exchange is ~150 bytes: the budget allows a handful, not 40.
+        #expect(c.responses.count < 10)
+        #expect(server.stats().budgetExceeded == 1)
         try await ObsHTTP.stop(server, group)
     }
 

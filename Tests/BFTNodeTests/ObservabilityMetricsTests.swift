@@ -243,6 +243,7 @@ struct ObservabilityMetricsTests {
         ("bft_peer_connections_open", "gauge"),
         ("bft_client_connections_open", "gauge"),
         ("bft_equivocation_proofs", "gauge"),
+        ("bft_application_failed", "gauge"),
         ("bft_view_changes_started_total", "counter"),
         ("bft_view_changes_completed_total", "counter"),
         ("bft_wal_fsync_seconds", "histogram"),

@@ -479,6 +479,80 @@ struct TransportNetworkTests {
         try await shutdown(replicas.map(\.transport), group)
     }
 
+    /// A server answering a client request [k] with 8·k replies of 32 KiB on its connection,
+    /// and a way to open clients that send one request and never read.
+    private func replyFlood(_ limits: WireLimits, _ group: EventLoopGroup) throws -> (Node, (UInt8) async throws -> Channel) {
+        let reply = body(Array(repeating: 7, count: 32 * 1024))
+        let server = Node(port: 0, peers: [1: PeerAddress(host: "127.0.0.1", port: 1)], limits: limits, group: group) { transport, frame in
+            guard frame.kind == clientKind else { return }
+            for _ in 0..<(8 * Int(bytes(frame)[0])) { transport.send(toConnection: frame.connection, kind: replyKind, body: reply) }
+        }
+        try server.transport.start()
+        let port = server.transport.boundPort
+        return (server, { k in
+            let c = try await ClientBootstrap(group: group)
+                .channelOption(ChannelOptions.autoRead, value: false)
+                .channelOption(ChannelOptions.socketOption(.so_rcvbuf), value: 4096)
+                .connect(host: "127.0.0.1", port: port).get()
+            try await c.writeAndFlush(Frame.encoded(kind: clientKind, clusterID: clusterID, body: body([k]))).get()
+            return c
+        })
+    }
+
+    @Test func clientsThatDoNotReadCannotQueueMoreThanTheSharedBudget() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        var limits = WireLimits.default
+        // Only the shared budget stands between these clients and the replica's memory.
+        limits.maxOutboundQueuedBytesPerClientConnection = 64 * 1024 * 1024
+        limits.maxOutboundQueuedBytesAllClients = 3 * 1024 * 1024
+        let (server, silentClient) = try replyFlood(limits, group)
+        // Twelve clients asking for 8 MiB each (more than the kernel's buffers absorb).
+        var clients: [Channel] = []
+        var peak = 0
+        for _ in 0..<12 {
+            clients.append(try await silentClient(32))
+            peak = max(peak, server.transport.stats().clientOutboundBytes)
+        }
+        #expect(await eventually { server.inbox.count == 12 })
+        _ = await stays(for: .milliseconds(300)) {
+            peak = max(peak, server.transport.stats().clientOutboundBytes)
+            return true
+        }
+        let s = server.transport.stats()
+        #expect(peak <= limits.maxOutboundQueuedBytesAllClients)
+        #expect(peak > limits.maxOutboundQueuedBytesAllClients / 2)
+        // What did not fit was dropped and counted by reason.
+        #expect((s.droppedByReason["clientOutboundBudget"] ?? 0) > 12 * 256 / 2)
+
+        // Peer queues do not draw on the client budget: 3 MiB for an unreachable peer stay queued.
+        for _ in 0..<96 { server.transport.send(toReplica: 1, kind: 1, body: body(Array(repeating: 1, count: 32 * 1024))) }
+        let after = server.transport.stats()
+        #expect(after.droppedByReason["outboundQueueFull"] == nil)
+        #expect(after.droppedOutbound == s.droppedOutbound)
+        for c in clients { try? await c.close().get() }
+        #expect(await eventually { server.transport.stats().clientOutboundBytes == 0 })
+        try await shutdown([server.transport], group)
+    }
+
+    @Test func clientWhoseOwnReplyQueueOverflowsIsClosedAndCounted() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        var limits = WireLimits.default
+        limits.maxOutboundQueuedBytesPerClientConnection = 1024 * 1024
+        let (server, silentClient) = try replyFlood(limits, group)
+        let greedy = try await silentClient(32)  // 8 MiB of replies, never read
+        #expect(await eventually { server.transport.stats().closedByReason["clientOutboundQueueFull"] == 1 })
+        #expect(server.transport.stats().droppedByReason["clientOutboundQueueFull"] == 1)
+        #expect(await eventually { server.transport.stats().clientOutboundBytes == 0 })
+        // A well-behaved client on the same server is unaffected.
+        let polite = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: server.transport.boundPort).get()
+        try await polite.writeAndFlush(Frame.encoded(kind: clientKind, clusterID: clusterID, body: body([1]))).get()
+        #expect(await eventually { server.transport.stats().framesOut >= 8 })
+        #expect(server.transport.stats().closedByReason["clientOutboundQueueFull"] == 1)
+        try? await greedy.close().get()
+        try? await polite.close().get()
+        try await shutdown([server.transport], group)
+    }
+
     @Test func portInUseIsAClearError() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let a = Node(port: 0, peers: [:], group: group)

@@ -533,8 +533,43 @@ BYZANTINE = [
     byzantine_primary_test("out-of-window", 20, False),
 ]
 
+def test_exec_app_child_dies_stops_replicas(bin_dir, root):
+    """An exec: application whose child exits after 3 requests: every replica stops with exit code 4
+    and the reason on one log line, instead of answering an error marker; no checkpoint with a
+    failure marker becomes stable."""
+    script = os.path.join(root, "dies.sh")
+    with open(script, "w") as f:
+        f.write('n=0\nwhile read line; do case "$line" in\n'
+                '*\\"snapshot\\"*) echo \'{"state":"AAAA"}\' ;;\n'
+                '*\\"restore\\"*) echo \'{"ok":true}\' ;;\n'
+                '*) n=$((n+1)); [ $n -gt 3 ] && exit 7; echo ok ;;\n'
+                'esac; done\n')
+    c = Cluster(bin_dir, root, app=f"exec:sh {script}", extra_protocol={"checkpointInterval": 2})
+    client = None
+    try:
+        c.start_all()
+        client = c.client_async(0, [f"op{k}" for k in range(6)])
+        wait_until(lambda: all(p.poll() is not None for p in c.procs.values()), 25, "every replica to stop")
+        for i, p in c.procs.items():
+            assert p.returncode == 4, f"replica {i} exited with {p.returncode}: {c.tail(i)}"
+            log = open(os.path.join(c.data(i), "node.log"), errors="replace").read()
+            lines = [l for l in log.splitlines() if "application failed; stopping this replica" in l]
+            assert len(lines) == 1 and "exited with status 7" in lines[0], f"replica {i}: {lines or c.tail(i)}"
+            assert "ERR application process failed" not in log
+            st = c.status(i) or {}
+            # Requests 1-2 make checkpoint 2 (healthy state); the failing 4th request must not
+            # let checkpoint 4 (snapshot of a failed child) become stable.
+            assert st.get("stableCheckpoint", 0) <= 2, f"replica {i}: {st}"
+            entries = c.read_log(i)
+            assert len(entries) <= 3, f"replica {i} delivered past the failure: {len(entries)}"
+    finally:
+        if client and client.poll() is None:
+            client.kill()
+        c.stop_all()
+
+
 TESTS = [test_concurrent_clients_identical_logs, test_kill_primary_view_change, test_hostile_frames_do_not_disturb,
-         test_metrics_scraped_and_consistent] + DURABILITY + BYZANTINE
+         test_metrics_scraped_and_consistent, test_exec_app_child_dies_stops_replicas] + DURABILITY + BYZANTINE
 
 
 def main():

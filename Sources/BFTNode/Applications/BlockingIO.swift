@@ -37,7 +37,8 @@ enum BlockingIO {
     }
 
     /// Opens `path` for appending, creating it with `mode` if missing.
-    static func openForAppend(_ path: String, mode: mode_t = 0o644) throws(BlockingIOError) -> Int32 {
+    /// Created 0600 when missing (deliver log, `app.log`: replica data, private to its user).
+    static func openForAppend(_ path: String, mode: mode_t = 0o600) throws(BlockingIOError) -> Int32 {
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, mode)
         guard fd >= 0 else { throw BlockingIOError("open \(path)") }
         return fd
@@ -92,9 +93,11 @@ struct LineReader {
 
     /// The next line without its `\n` (a trailing `\r` is kept; callers decide). Throws
     /// `.endOfFile` if the stream ends first — a partial last line counts as no line, since a
-    /// protocol peer that dies mid-line has not answered. `timeoutMilliseconds` bounds the wait
-    /// for each read (nil: wait forever).
+    /// protocol peer that dies mid-line has not answered. `timeoutMilliseconds` bounds the time
+    /// for the whole line, measured from this call (nil: wait forever): a peer that trickles
+    /// one byte at a time cannot stretch it, since every poll waits only for what is left.
     mutating func readLine(timeoutMilliseconds: Int? = nil) throws(Failure) -> [UInt8] {
+        let deadline = timeoutMilliseconds.map { ContinuousClock.now.advanced(by: .milliseconds($0)) }
         while true {
             if let nl = buffer[scanned...].firstIndex(of: UInt8(ascii: "\n")) {
                 let line = Array(buffer[..<nl])
@@ -104,9 +107,12 @@ struct LineReader {
             }
             scanned = buffer.count
             if buffer.count > maxLineBytes { throw .lineTooLong(maxLineBytes) }
-            if let timeout = timeoutMilliseconds {
+            if let timeout = timeoutMilliseconds, let deadline {
+                let left = ContinuousClock.now.duration(to: deadline)
+                let leftMs = max(0, Int(left.components.seconds) * 1000 + Int(left.components.attoseconds / 1_000_000_000_000_000))
+                if left <= .zero { throw .timedOut(milliseconds: timeout) }
                 var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                let ready = poll(&pfd, 1, Int32(clamping: timeout))
+                let ready = poll(&pfd, 1, Int32(clamping: max(1, leftMs)))
                 if ready < 0 {
                     if errno == EINTR { continue }
                     throw .io(BlockingIOError("poll"))

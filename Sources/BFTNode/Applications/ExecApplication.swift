@@ -35,27 +35,40 @@ public enum ExecApplicationError: Error, Equatable, CustomStringConvertible {
 /// node's log). The child must be deterministic: same requests in the same order, same replies
 /// and same snapshot bytes on every replica. See `docs/examples/counter.py`.
 ///
-/// Failure: if the child dies, closes stdout, exceeds the response timeout or answers garbage,
-/// the replica cannot continue deterministically (it does not know whether the request took
-/// effect). The application then stops using the child, logs the error, calls `onFailure`
-/// (the runtime may shut the node down), and answers every later request with
-/// `ERR application process failed`. Its snapshots become a fixed marker, so this replica's
-/// checkpoints never match correct ones and it cannot help certify a wrong state. Nothing traps.
+/// Failure: if the child dies, closes stdout, misses the deadline for a reply line, answers
+/// garbage or a line longer than `maxLineBytes`, or fails a snapshot or restore, the replica
+/// cannot continue deterministically (it does not know whether the request took effect). The
+/// application then stops using the child, logs the error, records it in `failure` /
+/// `applicationFailure` (`FailableApplication`) and calls `onFailure`. `ReplicaNode` checks
+/// `applicationFailure` after every step and stops the process before it persists, replies or
+/// signs anything derived from that step, so no result of a failed child is ever certified.
+/// What `execute` returns after a failure is an empty placeholder that never leaves the node;
+/// snapshots become a fixed marker, so even a runtime that did not stop could not help certify
+/// a checkpoint with it. Nothing traps.
 ///
 /// A result longer than `maxResultBytes` is replaced by `ERR result too large`: deterministic
 /// (every correct replica's child returns the same result), and replies must fit the wire limit.
-public final class ExecApplication: ReplicatedApplication {
+public final class ExecApplication: ReplicatedApplication, FailableApplication {
     public let command: String
-    /// Longest wait for each read of a reply; nil waits forever.
+    /// Deadline for one whole reply line, from the moment the request was written (not per
+    /// read: a child trickling a byte at a time still misses it); nil waits forever. The core
+    /// thread waits for the reply, so this bounds how long a stuck child can stall the replica.
     public let responseTimeoutMilliseconds: Int?
+    /// Default for `responseTimeoutMilliseconds`: generous for a request or a snapshot of a
+    /// few MiB, short enough that a stuck child stops the replica instead of silencing it.
+    public static let defaultResponseTimeoutMilliseconds = 10_000
     public let maxResultBytes: Int
     /// The first failure, if the child is no longer usable.
     public private(set) var failure: ExecApplicationError?
     /// Called once, on the first failure.
     public var onFailure: ((ExecApplicationError) -> Void)?
 
-    /// The reply to every request after a failure.
-    public static let failedReply = Array("ERR application process failed".utf8)
+    /// `FailableApplication`: the first failure as one line, or nil.
+    public var applicationFailure: String? { failure.map { "\($0) (command '\(command)')" } }
+
+    /// What `execute` returns after a failure: a placeholder that the node never delivers,
+    /// since it stops on `applicationFailure` before applying the step's output.
+    public static let failedReply: [UInt8] = []
     /// The snapshot after a failure.
     public static let failedSnapshot = Array("ERR application process failed".utf8)
 
@@ -71,7 +84,7 @@ public final class ExecApplication: ReplicatedApplication {
 
     /// Starts the child. Throws `.launchFailed` if `/bin/sh` cannot be spawned; a command that
     /// does not exist shows up as a failure on the first request (the shell exits with 127).
-    public init(command: String, responseTimeoutMilliseconds: Int? = 60_000,
+    public init(command: String, responseTimeoutMilliseconds: Int? = ExecApplication.defaultResponseTimeoutMilliseconds,
                 maxResultBytes: Int = MessageLimits.default.maxResultBytes,
                 logger: Logger = Logger(label: "bft.app.exec")) throws(ExecApplicationError) {
         _ = BlockingIO.ignoreSIGPIPE

@@ -32,6 +32,9 @@ public enum ConfigError: Error, Equatable, CustomStringConvertible {
     case privateKeyUnreadable(path: String, reason: String)
     /// A private key file is not an unencrypted PKCS#8 PEM Ed25519 private key.
     case privateKeyInvalid(path: String, reason: String)
+    /// A private key file grants some access to its group or to others (`mode`: the file's
+    /// permission bits). Whoever can read it can sign as its owner.
+    case privateKeyExposed(path: String, mode: Int)
     /// A private key does not belong to the principal it is used for.
     case keyMismatch(String)
     /// Writing a configuration file failed.
@@ -64,6 +67,9 @@ public enum ConfigError: Error, Equatable, CustomStringConvertible {
             return "cannot read private key \(path): \(reason)"
         case .privateKeyInvalid(let path, let reason):
             return "\(path) is not a PEM Ed25519 private key: \(reason)"
+        case .privateKeyExposed(let path, let mode):
+            let who = mode & 0o007 != 0 ? "readable by others" : "accessible by its group"
+            return "private key \(path) is \(who) (mode \(String(format: "%04o", mode & 0o7777))); run chmod 600 \(path)"
         case .keyMismatch(let reason):
             return reason
         case .writeFailed(let path, let reason):
@@ -196,6 +202,13 @@ public struct ClusterConfiguration: Sendable {
                 throw .duplicateAddress(address: "\(r.host):\(r.port)", replicas: [other, r.id])
             }
             seenAddress[address] = r.id
+            // And by what the names resolve to, so 127.0.0.1:7000 and localhost:7000 clash too.
+            for resolved in resolveAddresses(host: r.host, port: r.port) {
+                if let other = seenAddress[resolved], other != r.id {
+                    throw .duplicateAddress(address: "\(r.host):\(r.port)", replicas: [other, r.id])
+                }
+                seenAddress[resolved] = r.id
+            }
         }
 
         var seenKey: [[UInt8]: String] = [:]
@@ -209,6 +222,40 @@ public struct ClusterConfiguration: Sendable {
         if let reason = checkSettings(settings, n: replicas.count, clients: clients.count) {
             throw .badProtocol(reason)
         }
+    }
+
+    /// The numeric addresses `host` resolves to, each as "resolved <address> port <port>"
+    /// (a key that cannot collide with a `host:port` name key), for the duplicate check.
+    ///
+    /// Numeric hosts are normalised by `getaddrinfo` itself (`127.000.000.001` is not accepted,
+    /// `::0001` becomes `::1`), and `localhost` resolves to 127.0.0.1 and/or ::1 as the system's
+    /// resolver says. A host that does not resolve here yields an empty set: a configuration is
+    /// also loaded by clients and tools on machines that cannot resolve every replica's name
+    /// (e.g. the docker hosts `replica0..3` outside the compose network), so failing to resolve
+    /// is not an error; such hosts are compared only by their lower-cased names.
+    static func resolveAddresses(host: String, port: Int) -> Set<String> {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        #if canImport(Glibc)
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        #else
+        hints.ai_socktype = SOCK_STREAM
+        #endif
+        hints.ai_flags = AI_NUMERICSERV
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &list) == 0, let first = list else { return [] }
+        defer { freeaddrinfo(first) }
+        var out: Set<String> = []
+        var cursor: UnsafeMutablePointer<addrinfo>? = first
+        while let ai = cursor {
+            var name = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            if getnameinfo(ai.pointee.ai_addr, ai.pointee.ai_addrlen, &name, socklen_t(name.count), nil, 0, NI_NUMERICHOST) == 0 {
+                let text = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                out.insert("resolved \(text) port \(port)")
+            }
+            cursor = ai.pointee.ai_next
+        }
+        return out
     }
 
     /// Range checks on the file's numbers that must pass before they are converted to the
@@ -314,9 +361,33 @@ public struct ClusterConfiguration: Sendable {
         return entry.id
     }
 
+    /// The environment variable that lets `loadPrivateKey` accept a key file readable by its
+    /// group or others. Meant only for the committed development keys bind-mounted into
+    /// containers (`docker/docker-compose.yml`), where the container user cannot own the file.
+    public static let insecureKeyPermissionsVariable = "BFT_INSECURE_KEY_PERMISSIONS"
+
+    /// True when `BFT_INSECURE_KEY_PERMISSIONS=1` is set.
+    public static var insecureKeyPermissionsAllowed: Bool {
+        ProcessInfo.processInfo.environment[insecureKeyPermissionsVariable] == "1"
+    }
+
     /// Loads an unencrypted PKCS#8 PEM Ed25519 private key (as written by `bft-keygen` or
     /// `openssl genpkey -algorithm ED25519`).
-    public static func loadPrivateKey(path: String) throws(ConfigError) -> Ed25519PrivateKey {
+    ///
+    /// Refuses (`ConfigError.privateKeyExposed`) a file whose permission bits give its group or
+    /// others any access, like ssh does: a key others can read is no longer a secret, and an
+    /// operator should learn that at start-up, not after an incident. `bft-keygen` writes 0600;
+    /// a git checkout of the development keys is 0644, which `bft-cluster` and `bft-loadgen`
+    /// tighten before use (`tightenKeyFilePermissions`). `allowInsecurePermissions` (default:
+    /// `BFT_INSECURE_KEY_PERMISSIONS=1`) skips the check.
+    public static func loadPrivateKey(
+        path: String, allowInsecurePermissions: Bool = insecureKeyPermissionsAllowed
+    ) throws(ConfigError) -> Ed25519PrivateKey {
+        var info = stat()
+        if !allowInsecurePermissions, stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
+           Int(info.st_mode) & 0o077 != 0 {
+            throw .privateKeyExposed(path: path, mode: Int(info.st_mode) & 0o7777)
+        }
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
@@ -338,6 +409,18 @@ public struct ClusterConfiguration: Sendable {
             }
             throw .privateKeyInvalid(path: path, reason: reason)
         }
+    }
+
+    /// Removes every group and other permission bit from the key file at `path` (like
+    /// `chmod go-rwx`) if it has any; returns true when it changed the mode. Never loosens.
+    /// Errors (no such file, not the owner, read-only mount) are ignored: `loadPrivateKey`
+    /// then reports the problem. Used by the tools that run the committed development keys,
+    /// which a git checkout leaves 0644.
+    @discardableResult
+    public static func tightenKeyFilePermissions(path: String) -> Bool {
+        var info = stat()
+        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, Int(info.st_mode) & 0o077 != 0 else { return false }
+        return chmod(path, mode_t(Int(info.st_mode) & 0o700)) == 0
     }
 
     // MARK: - File format

@@ -45,6 +45,7 @@ public final class NodeMetrics: @unchecked Sendable {
     let peerConnectionsOpen: Gauge
     let clientConnectionsOpen: Gauge
     let equivocationProofs: Gauge
+    let applicationFailed: Gauge
     let viewChangesStarted: Counter
     let viewChangesCompleted: Counter
     let walFsync: ValueHistogram
@@ -126,6 +127,9 @@ public final class NodeMetrics: @unchecked Sendable {
         equivocationProofs = gauge(
             "bft_equivocation_proofs",
             "Equivocation proofs (two conflicting signed messages from one replica) detected by this replica.")
+        applicationFailed = gauge(
+            "bft_application_failed",
+            "1 once the application failed (the replica then stops at once, so this is seen only briefly; the log keeps the reason).")
         viewChangesStarted = counter(
             "bft_view_changes_started_total", "View changes this replica started (sent a view-change for).")
         viewChangesCompleted = counter(
@@ -207,6 +211,9 @@ public final class NodeMetrics: @unchecked Sendable {
     public func viewChangeCompleted() { viewChangesCompleted.increment() }
     public func stateTransferred() { stateTransfers.increment() }
     public func checkpointStable() { checkpointsStable.increment() }
+    /// The application failed (`FailableApplication`); the node is about to stop.
+    public func setApplicationFailed() { applicationFailed.set(to: 1) }
+
     /// One more equivocation proof detected.
     public func equivocationDetected() { equivocationProofs.increment(by: 1) }
     /// Sets the number of equivocation proofs held (if the node keeps and prunes them).

@@ -64,6 +64,15 @@ public final class ReplicaNode: @unchecked Sendable {
     /// frames stay unreleased in the transport, which stops reading (backpressure).
     struct Inbox { var items: [(VerifiedMessage, ConnectionID, InboundFrame)] = []; var scheduled = false }
     let inbox = Mutex(Inbox())
+    /// The application, when it can fail (`exec:`); checked after every core step.
+    let failableApplication: (any FailableApplication)?
+    /// Exit status of a replica stopped because its application failed (README, `bft-node --help`).
+    public static let applicationFailureExitCode: Int32 = 4
+    /// What to do once the application failed, after the critical log line and the metric;
+    /// the default exits with `applicationFailureExitCode`. Tests replace it to observe the stop.
+    public var onApplicationFailure: (String) -> Void = { _ in Foundation.exit(ReplicaNode.applicationFailureExitCode) }
+    /// Set on the core loop once the application failed: nothing more is stepped or applied.
+    var halted = false
     /// Most messages handed to the core in one step.
     public let maxStepBatch = 512
     let counters = Mutex(NodeCounters())
@@ -86,6 +95,7 @@ public final class ReplicaNode: @unchecked Sendable {
         self.verifier = MessageVerifier(checker: configuration.keyring(), clusterID: proto.clusterID,
                                         replicaCount: proto.n, clientCount: proto.clientCount)
         self.replica = Replica(id: id, config: proto, signer: Ed25519MessageSigner(key: key), application: application)
+        self.failableApplication = application as? any FailableApplication
         self.byzantine = byzantine.map {
             ByzantineBehaviour(mode: $0, id: id, config: proto, signer: Ed25519MessageSigner(key: key), seed: UInt64(id) &+ 0xB12)
         }
@@ -135,6 +145,7 @@ public final class ReplicaNode: @unchecked Sendable {
         let records = try durability.replay(limits: replica.config.limits)
         guard !records.isEmpty else { return }
         let out = replica.recover(from: records)
+        if applicationFailed() { return }
         logDeliveries(out.deliveries)
         logger.notice("recovered from the write-ahead log", metadata: [
             "view": "\(replica.view)", "seq": "\(replica.lastExecuted)", "records": "\(records.count)",
@@ -226,8 +237,10 @@ public final class ReplicaNode: @unchecked Sendable {
             if case .request(let r) = m.message { clientConnections[r.client] = conn }
             byzantine?.observe(m.message)
         }
+        if halted { for (_, _, frame) in batch { transport.release(frame) }; return }
         let out = replica.step(batch.map(\.0))
         for (_, _, frame) in batch { transport.release(frame) }
+        if applicationFailed() { return }
         apply(out)
         let more = inbox.withLock { box -> Bool in
             if box.items.isEmpty { box.scheduled = false; return false }
@@ -241,7 +254,10 @@ public final class ReplicaNode: @unchecked Sendable {
             let text = (try? String(contentsOfFile: partitionFile, encoding: .utf8)) ?? ""
             partitioned = Set(text.split(whereSeparator: { $0 == "," || $0.isWhitespace }).compactMap { Int($0) })
         }
-        apply(replica.tick())
+        if halted { return }
+        let ticked = replica.tick()
+        if applicationFailed() { return }
+        apply(ticked)
         let now = NIODeadline.now()
         metrics.setProgress(view: replica.view, lastExecuted: replica.lastExecuted, stableCheckpoint: replica.stableSeq,
                             highestSeenFromPeers: replica.highestSeqSeen)
@@ -254,6 +270,19 @@ public final class ReplicaNode: @unchecked Sendable {
             lastStatusWrite = now
             writeStatus()
         }
+    }
+
+    /// True (and the node stopped) when the application failed during the last core step: then
+    /// nothing that step produced may be persisted or sent (see `FailableApplication`).
+    func applicationFailed() -> Bool {
+        if halted { return true }
+        guard let reason = failableApplication?.applicationFailure else { return false }
+        halted = true
+        metrics.setApplicationFailed()
+        logger.critical("application failed; stopping this replica before it persists or sends anything from this step",
+                        metadata: ["reason": "\(reason)", "exitCode": "\(Self.applicationFailureExitCode)"])
+        onApplicationFailure(reason)
+        return true
     }
 
     /// Carries out one step's outputs: deliveries are logged (flushed before any reply leaves),
@@ -414,7 +443,7 @@ public final class ReplicaNode: @unchecked Sendable {
         statusSnapshot.update(Array(data))
         let path = dataDirectory + "/status.json"
         let tmp = path + ".tmp"
-        if FileManager.default.createFile(atPath: tmp, contents: data) {
+        if FileManager.default.createFile(atPath: tmp, contents: data, attributes: [.posixPermissions: 0o600]) {
             _ = rename(tmp, path)
         }
     }

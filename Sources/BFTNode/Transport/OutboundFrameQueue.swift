@@ -1,5 +1,31 @@
 import NIOCore
 
+/// A byte budget shared by several queues (all client connections of a transport): bytes are
+/// reserved when a frame is queued and released when it has been written to the socket (or
+/// discarded), so it bounds what the queues and NIO's buffers hold together.
+final class OutboundBudget: @unchecked Sendable {
+    let limit: Int
+    private let used = LockedBox(0)
+
+    init(limit: Int) { self.limit = max(1, limit) }
+
+    /// Reserves `bytes` if they fit; false (nothing reserved) otherwise.
+    func reserve(_ bytes: Int) -> Bool {
+        used.withLock { u in
+            guard u + bytes <= limit else { return false }
+            u += bytes
+            return true
+        }
+    }
+
+    func release(_ bytes: Int) {
+        guard bytes > 0 else { return }
+        used.withLock { $0 = max(0, $0 - bytes) }
+    }
+
+    var bytes: Int { used.withLock { $0 } }
+}
+
 /// A bounded queue of encoded frames for one destination, drained onto whichever channel is
 /// currently attached.
 ///
@@ -20,17 +46,33 @@ final class OutboundFrameQueue: @unchecked Sendable {
         var drainScheduled = false
         /// Set once by `close`; later frames are dropped under this reason.
         var closedReason: String?
+        /// Client queues: bytes handed to the channel whose write has not completed.
+        var writing = 0
     }
 
     private let maxFrames: Int
     private let maxBytes: Int
     private let stats: StatsRecorder
     private let state = LockedBox(State())
+    /// Set for a client connection's queue: the shared budget of all client queues.
+    private let clientBudget: OutboundBudget?
+    /// Client queues: called (once) when a frame does not fit the connection's own limit.
+    private let onOverflow: (@Sendable () -> Void)?
 
-    init(limits: WireLimits, stats: StatsRecorder) {
+    /// A peer queue (the default) keeps `maxOutboundQueuedBytesPerConnection` and drops its
+    /// oldest frames when full. A client queue (`clientBudget` given) keeps
+    /// `maxOutboundQueuedBytesPerClientConnection` counting bytes not yet written to the
+    /// socket, reserves every byte from `clientBudget` (dropping the frame as
+    /// `clientOutboundBudget` when it is spent) and calls `onOverflow` when a frame does not fit
+    /// its own limit: that client is not reading, so the caller closes it.
+    init(limits: WireLimits, stats: StatsRecorder, clientBudget: OutboundBudget? = nil,
+         onOverflow: (@Sendable () -> Void)? = nil) {
         self.maxFrames = max(1, limits.maxOutboundQueuedFramesPerConnection)
-        self.maxBytes = max(1, limits.maxOutboundQueuedBytesPerConnection)
+        self.maxBytes = max(1, clientBudget == nil ? limits.maxOutboundQueuedBytesPerConnection
+                                                   : limits.maxOutboundQueuedBytesPerClientConnection)
         self.stats = stats
+        self.clientBudget = clientBudget
+        self.onOverflow = onOverflow
     }
 
     /// Queues one encoded frame. Callable from any thread. Returns `false` if the frame itself
@@ -40,6 +82,7 @@ final class OutboundFrameQueue: @unchecked Sendable {
         let size = frame.readableBytes
         var droppedOld = 0
         var rejection: String?
+        var overflow = false
         let scheduleOn: Channel? = self.state.withLock { s in
             if let reason = s.closedReason {
                 rejection = reason
@@ -48,6 +91,17 @@ final class OutboundFrameQueue: @unchecked Sendable {
             if size > self.maxBytes {
                 rejection = "outboundTooLarge"
                 return nil
+            }
+            if let budget = self.clientBudget {
+                if s.frames.count >= self.maxFrames || s.bytes + s.writing + size > self.maxBytes {
+                    rejection = "clientOutboundQueueFull"
+                    overflow = true
+                    return nil
+                }
+                if !budget.reserve(size) {
+                    rejection = "clientOutboundBudget"
+                    return nil
+                }
             }
             while !s.frames.isEmpty && (s.frames.count >= self.maxFrames || s.bytes + size > self.maxBytes) {
                 let old = s.frames.removeFirst()
@@ -71,6 +125,7 @@ final class OutboundFrameQueue: @unchecked Sendable {
         if let rejection {
             self.stats.drop(rejection)
         }
+        if overflow { self.onOverflow?() }
         if let channel = scheduleOn {
             channel.eventLoop.execute { self.drain() }
         }
@@ -105,15 +160,17 @@ final class OutboundFrameQueue: @unchecked Sendable {
     /// Discards everything and refuses further frames; the discarded frames are counted under
     /// `reason`.
     func close(countingAs reason: String) {
-        let discarded: Int = self.state.withLock { s in
-            if s.closedReason != nil { return 0 }
+        let (discarded, freed): (Int, Int) = self.state.withLock { s in
+            if s.closedReason != nil { return (0, 0) }
             s.closedReason = reason
             s.channel = nil
             let n = s.frames.count
+            let freed = s.bytes
             s.frames.removeAll()
             s.bytes = 0
-            return n
+            return (n, freed)
         }
+        self.clientBudget?.release(freed)
         self.stats.drop(reason, count: discarded)
     }
 
@@ -134,13 +191,25 @@ final class OutboundFrameQueue: @unchecked Sendable {
                 }
                 let frame = s.frames.removeFirst()
                 s.bytes -= frame.readableBytes
+                if self.clientBudget != nil { s.writing += frame.readableBytes }
                 return (channel, frame)
             }
             guard let (channel, frame) = next else { break }
             channel.eventLoop.assertInEventLoop()
             frames += 1
             bytes += frame.readableBytes
-            channel.write(frame, promise: nil)
+            if let budget = self.clientBudget {
+                // The bytes stay reserved until the socket took them (or the write failed).
+                let size = frame.readableBytes
+                let promise = channel.eventLoop.makePromise(of: Void.self)
+                promise.futureResult.whenComplete { _ in
+                    self.state.withLock { $0.writing -= size }
+                    budget.release(size)
+                }
+                channel.write(frame, promise: promise)
+            } else {
+                channel.write(frame, promise: nil)
+            }
             channelWritten = channel
         }
         if let channel = channelWritten {

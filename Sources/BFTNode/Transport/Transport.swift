@@ -70,6 +70,9 @@ public final class Transport: @unchecked Sendable {
     private let onFrame: @Sendable (InboundFrame) -> Void
     private let allocator = ByteBufferAllocator()
     private let statsRecorder = StatsRecorder()
+    /// Shared by the outbound queues of all accepted (client) connections:
+    /// `limits.maxOutboundQueuedBytesAllClients`. Dialed peer links do not use it.
+    private let clientBudget: OutboundBudget
     private let throttle = LogThrottle()
     private let flow: InboundFlowControl
     private let reporter: ConnectionErrorReporter
@@ -116,6 +119,7 @@ public final class Transport: @unchecked Sendable {
         self.clusterID = clusterID
         self.limits = limits
         self.rules = FrameRules(clusterID: clusterID, knownKinds: knownKinds, clientKinds: clientKinds, limits: limits)
+        self.clientBudget = OutboundBudget(limit: limits.maxOutboundQueuedBytesAllClients)
         self.listenHost = listenHost
         self.listenPort = listenPort
         self.group = group
@@ -416,6 +420,7 @@ public final class Transport: @unchecked Sendable {
     public func stats() -> TransportStats {
         var snapshot = self.statsRecorder.snapshot()
         snapshot.inboundUnreleased = self.flow.unreleased
+        snapshot.clientOutboundBytes = self.clientBudget.bytes
         return snapshot
     }
 
@@ -424,7 +429,20 @@ public final class Transport: @unchecked Sendable {
     /// Runs on the new child channel's event loop, before it becomes active.
     private func setUpInbound(_ channel: Channel) throws {
         let remote = describeRemote(channel)
-        let queue = OutboundFrameQueue(limits: self.limits, stats: self.statsRecorder)
+        // Replies go out only on accepted connections (replicas talk over the links they dial),
+        // so these queues share the client budget; one that overflows its own limit belongs to
+        // a client that does not read: close it.
+        let overflowed = LockedBox(false)
+        let closeStats = self.statsRecorder
+        let throttle = self.throttle
+        let logger = self.logger
+        let queue = OutboundFrameQueue(limits: self.limits, stats: self.statsRecorder, clientBudget: self.clientBudget) {
+            guard overflowed.withLock({ o in defer { o = true }; return !o }) else { return }
+            closeStats.closed("clientOutboundQueueFull")
+            throttle.log(logger, level: .notice, label: "clientOutboundQueueFull",
+                         "closing client connection that does not read its replies", metadata: ["remote": "\(remote)"])
+            channel.close(promise: nil)
+        }
         let id: ConnectionID? = self.state.withLock { s in
             guard s.phase == .started, s.inbound.count < max(1, self.limits.maxInboundConnections) else { return nil }
             let id = s.nextConnectionID

@@ -40,6 +40,9 @@ public struct TransportStats: Sendable, Equatable {
     public var inboundUnreleased = 0
     /// How often a connection stopped reading because of inbound backpressure.
     public var readPauses = 0
+    /// Bytes of replies queued for client connections or handed to their sockets and not yet
+    /// written (at most `WireLimits.maxOutboundQueuedBytesAllClients`).
+    public var clientOutboundBytes = 0
 
     public init() {}
 

@@ -19,6 +19,17 @@ public struct WireLimits: Sendable, Equatable {
     public var maxOutboundQueuedFramesPerConnection: Int
     /// Bytes waiting to be written on one connection; same policy as the frame count.
     public var maxOutboundQueuedBytesPerConnection: Int
+    /// Bytes of replies waiting for one client (accepted) connection, counting those handed to
+    /// the socket but not yet written. Much smaller than the peer limit: a client that does not
+    /// read its replies is not keeping up, and there may be a thousand of them. A reply that
+    /// does not fit closes that connection (`clientOutboundQueueFull`); the client reconnects
+    /// and retransmits.
+    public var maxOutboundQueuedBytesPerClientConnection: Int
+    /// Bytes of replies waiting for all client connections together (same accounting). When
+    /// spent, replies to clients are dropped (`clientOutboundBudget`) until writes free some:
+    /// without it, many clients that never read could each hold their own limit (12 such
+    /// connections grew a replica by 830 MB). Peer connections do not use it.
+    public var maxOutboundQueuedBytesAllClients: Int
     /// Frames delivered to the consumer but not yet released, for the whole node. Above
     /// this, connections stop reading until the count falls below half.
     public var maxInboundQueuedFrames: Int
@@ -34,6 +45,8 @@ public struct WireLimits: Sendable, Equatable {
         maxClientFrameBodyBytes: Int = 64 * 1024,
         maxOutboundQueuedFramesPerConnection: Int = 4096,
         maxOutboundQueuedBytesPerConnection: Int = 64 * 1024 * 1024,
+        maxOutboundQueuedBytesPerClientConnection: Int = 4 * 1024 * 1024,
+        maxOutboundQueuedBytesAllClients: Int = 64 * 1024 * 1024,
         maxInboundQueuedFrames: Int = 8192,
         maxMalformedFramesPerConnection: Int = 8,
         maxInboundConnections: Int = 1024
@@ -42,6 +55,8 @@ public struct WireLimits: Sendable, Equatable {
         self.maxClientFrameBodyBytes = maxClientFrameBodyBytes
         self.maxOutboundQueuedFramesPerConnection = maxOutboundQueuedFramesPerConnection
         self.maxOutboundQueuedBytesPerConnection = maxOutboundQueuedBytesPerConnection
+        self.maxOutboundQueuedBytesPerClientConnection = maxOutboundQueuedBytesPerClientConnection
+        self.maxOutboundQueuedBytesAllClients = maxOutboundQueuedBytesAllClients
         self.maxInboundQueuedFrames = maxInboundQueuedFrames
         self.maxMalformedFramesPerConnection = maxMalformedFramesPerConnection
         self.maxInboundConnections = maxInboundConnections
