@@ -24,7 +24,12 @@ final class TestCluster {
     /// Optional filter: return false to drop a message.
     var filter: ((Principal, Principal, Message) -> Bool)?
 
-    init(n: Int = 4, clients: Int = 2, configure: (inout ProtocolConfig) -> Void = { _ in }) {
+    /// Bytes every replica's application adds to its snapshot (to make checkpoint states span
+    /// several state-transfer chunks).
+    let ballastBytes: Int
+
+    init(n: Int = 4, clients: Int = 2, ballastBytes: Int = 0, configure: (inout ProtocolConfig) -> Void = { _ in }) {
+        self.ballastBytes = ballastBytes
         var cfg = ProtocolConfig(n: n, clusterID: 9, clientCount: clients)
         cfg.checkpointInterval = 4
         cfg.watermarkWindow = 8
@@ -36,7 +41,7 @@ final class TestCluster {
         config = cfg
         let sigs = StandInSignatures(seed: 42, replicas: n, clients: clients)
         signatures = sigs
-        let apps = (0..<n).map { _ in ObservingApplication() }
+        let apps = (0..<n).map { _ in ObservingApplication(ballastBytes: ballastBytes) }
         observers = apps
         replicas = (0..<n).map { Replica(id: $0, config: cfg, signer: sigs.signer(for: .replica($0)), application: apps[$0]) }
         verifiers = (0..<n).map { _ in MessageVerifier(checker: sigs, clusterID: cfg.clusterID, replicaCount: n, clientCount: clients) }
@@ -49,7 +54,8 @@ final class TestCluster {
     /// Replaces replica `r` with a fresh one recovered from its persisted records.
     @discardableResult
     func restart(_ r: ReplicaID) -> ReplicaOutput {
-        var fresh = Replica(id: r, config: config, signer: signatures.signer(for: .replica(r)), application: HashChainApplication())
+        var fresh = Replica(id: r, config: config, signer: signatures.signer(for: .replica(r)),
+                            application: ObservingApplication(ballastBytes: ballastBytes))
         let out = fresh.recover(from: persisted[r])
         replicas[r] = fresh
         return out
@@ -129,8 +135,14 @@ final class TestCluster {
 final class ObservingApplication: ReplicatedApplication, MisbehaviourObserver {
     let inner = HashChainApplication()
     var proofs: [EquivocationProof] = []
+    /// Fixed filler appended to the snapshot (same on every replica).
+    let ballast: [UInt8]
+    init(ballastBytes: Int = 0) { ballast = (0..<ballastBytes).map { UInt8(truncatingIfNeeded: $0 &* 7) } }
     func execute(_ operation: [UInt8], context: ExecutionContext) -> [UInt8] { inner.execute(operation, context: context) }
-    func snapshot() -> [UInt8] { inner.snapshot() }
-    func restore(from snapshot: [UInt8]) throws { try inner.restore(from: snapshot) }
+    func snapshot() -> [UInt8] { inner.snapshot() + ballast }
+    func restore(from snapshot: [UInt8]) throws {
+        guard snapshot.count >= ballast.count, Array(snapshot.suffix(ballast.count)) == ballast else { throw DecodeError.invalidValue("ballast") }
+        try inner.restore(from: Array(snapshot.dropLast(ballast.count)))
+    }
     func observed(equivocation proof: EquivocationProof) { proofs.append(proof) }
 }

@@ -91,6 +91,25 @@ struct ApplicationKVTests {
         #expect(app.totalBytes == 14)
     }
 
+    @Test("a SET that would grow the snapshot past the cluster's state budget gets ERR on every replica, before the state grows")
+    func stateBudgetIsEnforcedBeforeGrowth() {
+        var budget = ProtocolConfig(n: 4, clientCount: 1)
+        budget.maxApplicationStateBytes = 1000
+        budget.maxResultBytes = 300
+        let replicas = (0..<4).map { _ in KVApplication(limits: KVApplication.Limits(budget: budget)) }
+        var answers: [[String]] = Array(repeating: [], count: 4)
+        for (i, app) in replicas.enumerated() {
+            for k in 0..<6 { answers[i].append(run(app, "SET k\(k) " + String(repeating: "v", count: 200))) }
+            answers[i].append(run(app, "SET big " + String(repeating: "w", count: 301)))
+            #expect(app.snapshot().count <= 1000)
+            #expect(app.snapshot().count == app.snapshotBytes)
+        }
+        #expect(answers.allSatisfy { $0 == answers[0] })
+        #expect(Array(answers[0].prefix(4)) == ["OK", "OK", "OK", "OK"])
+        #expect(answers[0][4] == "ERR store full (state budget 1000 bytes)")
+        #expect(answers[0][6] == "ERR value too long (max 300 bytes)")
+    }
+
     @Test("same operations in the same order give the same snapshot bytes")
     func deterministicSnapshots() throws {
         let ops = (0..<500).map { i -> String in

@@ -36,6 +36,10 @@ public enum ApplicationFactory {
         if spec.hasPrefix("exec:") {
             let command = String(spec.dropFirst("exec:".count))
             guard !command.allSatisfy(\.isWhitespace) else { throw ApplicationFactoryError.emptyCommand }
+            if let budget {
+                return try ExecApplication(command: command, maxResultBytes: budget.maxResultBytes,
+                                           maxStateBytes: budget.maxApplicationStateBytes, logger: logger)
+            }
             return try ExecApplication(command: command, logger: logger)
         }
         throw ApplicationFactoryError.unknownSpec(spec)

@@ -79,18 +79,24 @@ public final class ExecApplication: ReplicatedApplication, FailableApplication {
     private var reader: LineReader
     private let logger: Logger
 
-    /// Longest reply line: a base64 state of up to `MessageLimits.maxStateBytes` plus framing.
-    static let maxLineBytes = MessageLimits.default.maxStateBytes / 3 * 4 + 64 * 1024
+    /// Largest snapshot the child may return: the cluster's `maxApplicationStateBytes`. A larger
+    /// one cannot be certified, so it is an application failure (the replica stops), never a
+    /// checkpoint the decoders would refuse.
+    public let maxStateBytes: Int
+    /// Longest reply line: a base64 state of up to `maxStateBytes` plus framing.
+    var maxLineBytes: Int { (maxStateBytes + 2) / 3 * 4 + 64 * 1024 }
 
     /// Starts the child. Throws `.launchFailed` if `/bin/sh` cannot be spawned; a command that
     /// does not exist shows up as a failure on the first request (the shell exits with 127).
     public init(command: String, responseTimeoutMilliseconds: Int? = ExecApplication.defaultResponseTimeoutMilliseconds,
                 maxResultBytes: Int = MessageLimits.default.maxResultBytes,
+                maxStateBytes: Int = MessageLimits.default.maxStateBytes,
                 logger: Logger = Logger(label: "bft.app.exec")) throws(ExecApplicationError) {
         _ = BlockingIO.ignoreSIGPIPE
         self.command = command
         self.responseTimeoutMilliseconds = responseTimeoutMilliseconds
         self.maxResultBytes = maxResultBytes
+        self.maxStateBytes = maxStateBytes
         self.logger = logger
         process = Process()
         stdinPipe = Pipe()
@@ -99,7 +105,7 @@ public final class ExecApplication: ReplicatedApplication, FailableApplication {
         process.arguments = ["-c", command]
         process.standardInput = stdinPipe
         process.standardOutput = stdoutPipe
-        reader = LineReader(fd: stdoutPipe.fileHandleForReading.fileDescriptor, maxLineBytes: Self.maxLineBytes)
+        reader = LineReader(fd: stdoutPipe.fileHandleForReading.fileDescriptor, maxLineBytes: (maxStateBytes + 2) / 3 * 4 + 64 * 1024)
         do {
             try process.run()
         } catch {
@@ -152,6 +158,9 @@ public final class ExecApplication: ReplicatedApplication, FailableApplication {
             guard let object = Self.jsonObject(line), let text = object["state"] as? String,
                   let state = Data(base64Encoded: text) else {
                 throw .processFailed("expected {\"state\":\"<base64>\"} in reply to snapshot, got \(Self.preview(line))")
+            }
+            guard state.count <= maxStateBytes else {
+                throw .processFailed("snapshot of \(state.count) bytes exceeds maxApplicationStateBytes \(maxStateBytes)")
             }
             return [UInt8](state)
         } catch {

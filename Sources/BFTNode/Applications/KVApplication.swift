@@ -51,7 +51,7 @@ public final class KVApplication: ReplicatedApplication {
             maxValueBytes = budget.maxResultBytes
             maxKeyBytes = min(maxKeyBytes, max(1, budget.maxOperationBytes - 5))
             maxSnapshotBytes = budget.maxApplicationStateBytes
-            maxTotalBytes = max(0, budget.maxApplicationStateBytes - 9)
+            maxTotalBytes = budget.maxApplicationStateBytes  // the snapshot check below is the tighter one
         }
     }
 
@@ -109,11 +109,11 @@ public final class KVApplication: ReplicatedApplication {
             let old = store[key]
             if old == nil && store.count >= limits.maxKeys { return .text("ERR too many keys (max \(limits.maxKeys))") }
             let newTotal = totalBytes - (old.map { $0.count + key.count } ?? 0) + key.count + value.count
-            if newTotal > limits.maxTotalBytes { return .text("ERR store full (max \(limits.maxTotalBytes) bytes)") }
             let newSnapshot = 9 + newTotal + 8 * (store.count + (old == nil ? 1 : 0))
             if newSnapshot > limits.maxSnapshotBytes {
                 return .text("ERR store full (state budget \(limits.maxSnapshotBytes) bytes)")
             }
+            if newTotal > limits.maxTotalBytes { return .text("ERR store full (max \(limits.maxTotalBytes) bytes)") }
             store[key] = value
             totalBytes = newTotal
             return .text("OK")

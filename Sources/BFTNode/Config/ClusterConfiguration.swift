@@ -314,6 +314,7 @@ public struct ClusterConfiguration: Sendable {
         p.maxOperationBytes = s.maxOperationBytes
         p.maxResultBytes = s.maxResultBytes
         p.maxBatchBytes = s.maxBatchBytes
+        p.maxCatchUpBytes = max(p.maxCatchUpBytes, p.maxBatchEncodingBytes)
         p.stateTransferBytesPerTick = max(1, Int(clamping: Int64(s.stateTransferBytesPerSecond) * Int64(tick) / 1000))
         return p
     }

@@ -57,9 +57,11 @@ public final class ClientRuntime: @unchecked Sendable {
         var addresses: [Int: (host: String, port: Int)] = [:]
         for r in configuration.replicas { addresses[r.id] = (r.host, r.port) }
         let sink = Sink()
-        // Replies are client kinds on this side too: at most the largest reply the budget allows.
+        // What this side sends is limited as the replicas limit client frames (the largest
+        // request); what it receives, to the largest reply the budget allows.
         var limits = WireLimits.default
         limits.maxFrameBodyBytes = proto.maxReplyBytes
+        limits.maxClientFrameBodyBytes = proto.maxRequestBytes
         self.connections = ClientConnections(clusterID: proto.clusterID, replicas: addresses,
                                              knownKinds: [MessageKind.reply.rawValue], limits: limits,
                                              group: self.group, logger: logger, onFrame: { sink.deliver($0, $1) })
