@@ -75,7 +75,7 @@ enum Fixtures {
         let certs = (65...68).map { seq -> PreparedCertificate in
             let pp = prePrepare(seq: SeqNum(seq))
             let prepares = [1, 2].map { prepare(seq: SeqNum(seq), digest: pp.digest, replica: $0) }
-            return PreparedCertificate(prePrepare: pp, prepares: prepares)
+            return PreparedCertificate(prePrepare: pp.header, prepares: prepares)
         }
         return sign(ViewChange(newView: 1, stableSeq: 64, stableDigest: stableDigest, checkpointProof: checkpointProof,
                                prepared: certs, replica: replica), as: .replica(replica))
@@ -97,17 +97,20 @@ enum Fixtures {
 
     /// Answer to a FETCH: 4 committed certificates (a pre-prepare of 32 requests and 2f+1 commits each).
     static let catchUp: CatchUp = {
-        let entries = (65...68).map { seq -> CommittedCertificate in
+        let entries = (65...68).map { seq -> CatchUpEntry in
             let pp = prePrepare(seq: SeqNum(seq))
-            return CommittedCertificate(prePrepare: pp, commits: (0..<3).map { commit(seq: SeqNum(seq), digest: pp.digest, replica: $0) })
+            let cert = CommittedCertificate(prePrepare: pp.header, commits: (0..<3).map { commit(seq: SeqNum(seq), digest: pp.digest, replica: $0) })
+            return CatchUpEntry(certificate: cert, requests: pp.requests)
         }
         return sign(CatchUp(entries: entries, newView: nil, replica: 2), as: .replica(2))
     }()
 
-    /// 4 KiB of checkpoint state with its proof of 2f+1 checkpoints.
-    static let stateTransfer = sign(
-        StateTransfer(seq: 64, proof: checkpointProof, state: [UInt8](repeating: 0x5a, count: 4096), replica: 2),
-        as: .replica(2))
+    /// One 4 KiB chunk of checkpoint state with its manifest and proof of 2f+1 checkpoints.
+    static let stateTransfer: StateTransfer = {
+        let state = [UInt8](repeating: 0x5a, count: 4096)
+        return sign(StateTransfer(seq: 64, proof: checkpointProof, manifest: StateManifest(state: state, chunkBytes: 1024 * 1024),
+                                  index: 0, chunk: state, replica: 2), as: .replica(2))
+    }()
 
     /// Every message kind once, with a short label for benchmark names.
     static let messages: [(label: String, message: Message)] = [
@@ -123,6 +126,7 @@ enum Fixtures {
         ("Status", .status(status)),
         ("Fetch", .fetch(fetch)),
         ("CatchUp (4 certificates)", .catchUp(catchUp)),
-        ("StateTransfer (4 KiB state)", .stateTransfer(stateTransfer)),
+        ("StateTransfer (4 KiB chunk)", .stateTransfer(stateTransfer)),
+        ("Batch (32 requests)", .batch(sign(BatchBody(replica: 2, requests: prePrepare32.requests), as: .replica(2)))),
     ]
 }

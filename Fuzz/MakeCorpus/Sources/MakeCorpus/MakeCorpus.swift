@@ -30,9 +30,11 @@ let cm2 = s(Commit(view: 2, seq: 9, digest: pp.digest, replica: 0))
 let cp = s(Checkpoint(seq: 8, digest: SHA256.hash([1]), replica: 0))
 let cp2 = s(Checkpoint(seq: 8, digest: SHA256.hash([1]), replica: 1))
 let vc = s(ViewChange(newView: 3, stableSeq: 8, stableDigest: cp.digest, checkpointProof: [cp, cp2],
-                      prepared: [PreparedCertificate(prePrepare: pp, prepares: [prep, prep2])], replica: 1))
+                      prepared: [PreparedCertificate(prePrepare: pp.header, prepares: [prep, prep2])], replica: 1))
 let vcGenesis = s(ViewChange(newView: 1, stableSeq: 0, stableDigest: .zero, checkpointProof: [], prepared: [], replica: 2))
-let nv = s(NewView(view: 3, viewChanges: [vc, vcGenesis], prePrepares: [ppEmpty], replica: 3))
+let nv = s(NewView(view: 3, viewChanges: [vc, vcGenesis], prePrepares: [ppEmpty.header], replica: 3))
+let stateBytes: [UInt8] = [1, 0, 0, 0, 0, 0, 0, 0, 0]
+let manifest = StateManifest(state: stateBytes, chunkBytes: 4096)
 let reply = s(Reply(view: 2, timestamp: 77, client: 1, replica: 0, result: Array("OK".utf8), seq: 9))
 let replyBatch = s(Reply(view: 2, timestamp: 78, client: 0, replica: 2, result: [], seq: 9,
                          entries: [Reply.entryDigest(client: 1, timestamp: 77, result: Array("OK".utf8)),
@@ -54,9 +56,12 @@ let messages: [(String, Message)] = [
     ("new-view", .newView(nv)),
     ("status", .status(s(Status(view: 2, lastExecuted: 9, stableSeq: 8, replica: 2)))),
     ("fetch", .fetch(s(Fetch(view: 2, lastExecuted: 3, replica: 1)))),
-    ("catch-up", .catchUp(s(CatchUp(entries: [CommittedCertificate(prePrepare: pp, commits: [cm, cm2])], newView: nv, replica: 0)))),
+    ("fetch-state-and-batches", .fetch(s(Fetch(view: 2, lastExecuted: 3, replica: 1, stateSeq: 8, nextChunk: 2, batches: [pp.digest])))),
+    ("catch-up", .catchUp(s(CatchUp(entries: [CatchUpEntry(certificate: CommittedCertificate(prePrepare: pp.header, commits: [cm, cm2]),
+                                                          requests: pp.requests)], newView: nv, replica: 0)))),
     ("catch-up-no-new-view", .catchUp(s(CatchUp(entries: [], newView: nil, replica: 1)))),
-    ("state-transfer", .stateTransfer(s(StateTransfer(seq: 8, proof: [cp, cp2], state: [1, 0, 0, 0, 0, 0, 0, 0, 0], replica: 0)))),
+    ("state-transfer", .stateTransfer(s(StateTransfer(seq: 8, proof: [cp, cp2], manifest: manifest, index: 0, chunk: stateBytes, replica: 0)))),
+    ("batch", .batch(s(BatchBody(replica: 2, requests: [req, req2])))),
 ]
 
 /// Every sample must round-trip, or the seeds would teach the fuzzer nothing.
