@@ -13,6 +13,9 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "BFTCore", targets: ["BFTCore"]),
+        .library(name: "BFTFrameCodec", targets: ["BFTFrameCodec"]),
+        .library(name: "BFTApplications", targets: ["BFTApplications"]),
+        .library(name: "BFTClient", targets: ["BFTClient"]),
         .library(name: "BFTNode", targets: ["BFTNode"]),
         .executable(name: "bft-sim", targets: ["bft-sim"]),
         .executable(name: "bft-node", targets: ["bft-node"]),
@@ -44,8 +47,25 @@ let package = Package(
         .executableTarget(name: "bft-sim", dependencies: [
             "BFTSim", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .target(name: "BFTFrameCodec", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
+        .target(name: "BFTTransport", dependencies: [
+            "BFTFrameCodec",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "BFTApplications", dependencies: [
+            "BFTCore", "BFTCrypto", "BFTStorage", .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "BFTConfig", dependencies: ["BFTCore", "BFTCrypto", "BFTStorage"]),
+        .target(name: "BFTClient", dependencies: [
+            "BFTCore", "BFTCrypto", "BFTConfig", "BFTFrameCodec", "BFTTransport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "BFTNode", dependencies: [
-            "BFTCore", "BFTCrypto", "BFTByzantine", "BFTStorage",
+            "BFTCore", "BFTCrypto", "BFTStorage", "BFTFrameCodec", "BFTTransport", "BFTApplications", "BFTConfig",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -54,28 +74,38 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "bft-node", dependencies: [
-            "BFTNode", "BFTCore", "BFTCrypto", "BFTByzantine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "BFTNode", "BFTCore", "BFTCrypto", "BFTConfig", "BFTApplications", "BFTStorage", "BFTByzantine",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "bft-client", dependencies: [
-            "BFTNode", "BFTCore", "BFTCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "BFTClient", "BFTConfig", "BFTCore", "BFTCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "bft-keygen", dependencies: [
-            "BFTNode", "BFTCore", "BFTCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "BFTConfig", "BFTCore", "BFTCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "bft-cluster", dependencies: [
-            "BFTNode", "BFTCore", "BFTCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "BFTNode", "BFTConfig", "BFTCore", "BFTCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "bft-loadgen", dependencies: [
-            "BFTNode", "BFTCore", "BFTCrypto", "BFTByzantine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "BFTClient", "BFTNode", "BFTConfig", "BFTTransport", "BFTFrameCodec", "BFTCore", "BFTCrypto", "BFTByzantine",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "BFTCryptoTests", dependencies: ["BFTCrypto"]),
         .testTarget(name: "BFTStorageTests", dependencies: ["BFTStorage"]),
         .testTarget(name: "BFTCoreTests", dependencies: ["BFTCore", "BFTCrypto"]),
         .testTarget(name: "BFTSimTests", dependencies: ["BFTSim", "BFTCore", "BFTByzantine"]),
         .testTarget(name: "BFTNodeTests", dependencies: [
-            "BFTNode", "BFTCore", "BFTCrypto",
+            "BFTNode", "BFTCore", "BFTCrypto", "BFTStorage", "BFTFrameCodec", "BFTTransport", "BFTApplications", "BFTConfig", "BFTClient",
             .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
     ],
     swiftLanguageModes: [.v6]

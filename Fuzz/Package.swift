@@ -36,26 +36,14 @@ let package = Package(
             name: "FuzzRequest",
             dependencies: ["FuzzSupport", .product(name: "BFTCore", package: "swift-pbft")]
         ),
-        // The node's frame codec and key-value store, compiled here from the main package's
-        // own source files (symlinks into ../Sources/BFTNode) instead of depending on the
-        // BFTNode product: BFTNode pulls in NIOPosix, NIOHTTP1, swift-metrics and
-        // swift-prometheus, code these targets never run. Building that closure with fuzzer
-        // instrumentation took 6 minutes on a busy 2-core machine, on top of BFTCore; the whole
-        // package now builds cold in about 3. Same source bytes, same compiler, same language
-        // mode. If one of these files moves, fix the symlink; if it starts to need another
-        // BFTNode file, link that one too.
-        .target(
-            name: "BFTNodeFrameCodec",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
-        ),
-        .target(
-            name: "BFTNodeKV",
-            dependencies: [.product(name: "BFTCore", package: "swift-pbft")]
-        ),
+        // The node's frame codec and key-value store come from the main package's small
+        // modules (BFTFrameCodec: NIOCore only; BFTApplications: BFTCore, BFTStorage, Logging),
+        // not from BFTNode, whose NIOPosix, NIOHTTP1 and Prometheus closure these targets never
+        // run and would triple the instrumented build.
         .executableTarget(
             name: "FuzzFrame",
             dependencies: [
-                "FuzzSupport", "BFTNodeFrameCodec",
+                "FuzzSupport", .product(name: "BFTFrameCodec", package: "swift-pbft"),
                 .product(name: "BFTCore", package: "swift-pbft"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -63,7 +51,8 @@ let package = Package(
         ),
         .executableTarget(
             name: "FuzzKVCommand",
-            dependencies: ["FuzzSupport", "BFTNodeKV", .product(name: "BFTCore", package: "swift-pbft")]
+            dependencies: ["FuzzSupport", .product(name: "BFTApplications", package: "swift-pbft"),
+                           .product(name: "BFTCore", package: "swift-pbft")]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -25,7 +25,7 @@ public enum ByzantineMode: String, CaseIterable, Sendable {
 }
 
 /// Rewrites the honest replica's outputs according to a mode.
-public struct ByzantineBehaviour {
+public struct ByzantineBehaviour: OutboundInterceptor {
     public let mode: ByzantineMode
     let id: ReplicaID
     let config: ProtocolConfig

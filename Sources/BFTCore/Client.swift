@@ -19,6 +19,11 @@ public struct ClientCore {
         public let sentAt: UInt64
         var nextRetransmit: UInt64
         var retries: Int
+        /// Tick after which the request is given up (nil: never).
+        var deadline: UInt64?
+        /// Replies not yet verified, one per replica: signatures are checked only for f+1 that
+        /// match (`onUnverifiedReply`), not for every reply of every replica.
+        var unverified: [ReplicaID: Reply] = [:]
         /// Result digest reported by each replica.
         var votes: [ReplicaID: Digest] = [:]
         var results: [Digest: [UInt8]] = [:]
@@ -41,6 +46,8 @@ public struct ClientCore {
         public var broadcasts: [Request] = []
         public var completions: [Completion] = []
         public var retransmissions = 0
+        /// Requests given up at their deadline (timestamps); no reply for them is accepted later.
+        public var timedOut: [UInt64] = []
     }
 
     public private(set) var now: UInt64 = 0
@@ -66,17 +73,42 @@ public struct ClientCore {
     public var canSubmit: Bool { outstanding.count < window }
 
     /// Signs and sends a new request. Precondition: `canSubmit`.
-    public mutating func submit(_ operation: [UInt8]) -> (timestamp: UInt64, output: Output) {
+    /// `timeoutTicks`: give up after that many ticks (reported in `Output.timedOut`).
+    public mutating func submit(_ operation: [UInt8], timeoutTicks: UInt64? = nil) -> (timestamp: UInt64, output: Output) {
         precondition(canSubmit, "client window full")
         let t = nextTimestamp
         nextTimestamp += 1
         let r = Request(client: id, timestamp: t, sessionStart: !sessionStarted, operation: operation)
             .signed(with: signer, clusterID: config.clusterID)
         sessionStarted = true
-        outstanding[t] = Outstanding(request: r, sentAt: now, nextRetransmit: now + retransmitTicks, retries: 0)
+        outstanding[t] = Outstanding(request: r, sentAt: now, nextRetransmit: now + retransmitTicks, retries: 0,
+                                     deadline: timeoutTicks.map { now + $0 })
         var out = Output()
         out.broadcasts.append(r)
         return (t, out)
+    }
+
+    /// Takes a reply whose signature was NOT checked yet and decides what to verify: nothing
+    /// until f+1 replicas sent the same result for an outstanding request, then exactly those
+    /// f+1 replies (the caller verifies them and feeds the good ones to `onReply`). A client thus
+    /// checks f+1 signatures per request, not one per reply of every replica, and a faulty
+    /// replica's reply is never counted unverified.
+    public mutating func onUnverifiedReply(_ reply: Reply) -> [Reply] {
+        guard reply.client == id, reply.replica >= 0, reply.replica < config.n, var o = outstanding[reply.timestamp] else {
+            droppedReplies += 1
+            return []
+        }
+        o.unverified[reply.replica] = reply
+        let d = SHA256.hash(reply.result)
+        let verified = o.votes.filter { $0.value == d && o.unverified[$0.key] == nil }.count
+        let matching = o.unverified.values.filter { $0.result == reply.result }.sorted { $0.replica < $1.replica }
+        guard verified + matching.count >= config.replyQuorum else {
+            outstanding[reply.timestamp] = o
+            return []
+        }
+        for r in matching { o.unverified[r.replica] = nil }
+        outstanding[reply.timestamp] = o
+        return matching
     }
 
     /// Takes a reply whose signature was verified at the edge.
@@ -107,6 +139,11 @@ public struct ClientCore {
         now += 1
         var out = Output()
         for t in outstanding.keys.sorted() {
+            if let deadline = outstanding[t]?.deadline, now >= deadline {
+                outstanding[t] = nil
+                out.timedOut.append(t)
+                continue
+            }
             guard var o = outstanding[t], now >= o.nextRetransmit else { continue }
             o.retries += 1
             let backoff = min(retransmitTicks << UInt64(min(o.retries, 16)), maxRetransmitTicks)

@@ -42,6 +42,16 @@ public struct EquivocationProof: Sendable, Equatable {
     public let second: Message
 }
 
+/// A decorator on a replica's send: sees every message the replica receives and may rewrite
+/// what it sends. Fault injection (the test-only Byzantine behaviours) is written this way, so
+/// the honest code has no branches for it and the shells only apply the decorator they are given.
+public protocol OutboundInterceptor {
+    /// A verified message the replica is about to step on.
+    mutating func observe(_ message: Message)
+    /// The messages to send instead of `outputs` (the replica's state after its step is given).
+    mutating func transform(_ outputs: [Outbound], replica: Replica) -> [Outbound]
+}
+
 /// Everything one step of the core produced.
 ///
 /// Ordering contract for the caller: `deliveries` have already been applied to the application

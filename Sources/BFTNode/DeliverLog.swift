@@ -1,6 +1,11 @@
 import BFTCore
 import BFTCrypto
 import Foundation
+import BFTApplications
+import BFTConfig
+import BFTFrameCodec
+import BFTStorage
+import BFTTransport
 
 /// One parsed line of a deliver log.
 public struct DeliverLogEntry: Sendable, Equatable {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BFTNode
 import Foundation
+import BFTConfig
 
 /// `bft-cluster`: starts every replica of a configuration as a local `bft-node` process,
 /// shows a live line per replica, and stops them all on Ctrl-C.

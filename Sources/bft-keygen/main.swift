@@ -1,9 +1,9 @@
 import ArgumentParser
-import BFTNode
 import Foundation
+import BFTConfig
 
 /// `bft-keygen`: writes a cluster configuration and the private keys of its replicas and
-/// clients. All logic lives in `KeyGenerator` (BFTNode) so it is unit-tested; this file only
+/// clients. All logic lives in `KeyGenerator` (BFTConfig) so it is unit-tested; this file only
 /// maps flags to options and errors to a one-line message with exit code 2.
 struct BFTKeygen: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -9,6 +9,12 @@ import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
+import BFTApplications
+import BFTConfig
+import BFTClient
+import BFTFrameCodec
+import BFTStorage
+import BFTTransport
 
 /// `bft-loadgen`: closed- and open-loop load against a PBFT cluster, with HdrHistogram latency,
 /// and the signature bound measured in the same run.

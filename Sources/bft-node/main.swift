@@ -6,6 +6,12 @@ import BFTNode
 import Dispatch
 import Foundation
 import Logging
+import BFTApplications
+import BFTConfig
+import BFTClient
+import BFTFrameCodec
+import BFTStorage
+import BFTTransport
 
 /// `bft-node`: one PBFT replica of a 3f+1 cluster.
 struct BFTNodeCommand: ParsableCommand {
@@ -117,7 +123,10 @@ struct BFTNodeCommand: ParsableCommand {
         do {
             node = try ReplicaNode(configuration: cluster, id: id, key: privateKey, application: application,
                                    dataDirectory: data, deliverLogPath: deliverLog, logger: logger, listenHost: listen,
-                                   byzantine: byzantineMode, fsync: fsync == "on", metricsAddress: metricsAddress,
+                                   interceptor: byzantineMode.map {
+                                       ByzantineBehaviour(mode: $0, id: id, config: cluster.protocolConfig(),
+                                                          signer: Ed25519MessageSigner(key: privateKey), seed: UInt64(id) &+ 0xB12)
+                                   }, fsync: fsync == "on", metricsAddress: metricsAddress,
                                    statusInterval: .milliseconds(Int64(statusIntervalMs)))
             try node.start()
         } catch let error as DurabilityError {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BFTSim
+import BFTConfig
 
 /// `bft-sim`: the deterministic PBFT simulator. One seed decides the cluster, the workload, the
 /// network faults, crashes and Byzantine replicas; the same seed replays the same trace.

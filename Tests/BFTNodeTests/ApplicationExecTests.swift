@@ -3,6 +3,12 @@ import Foundation
 import Testing
 
 @testable import BFTNode
+import BFTStorage
+@testable import BFTFrameCodec
+@testable import BFTTransport
+@testable import BFTApplications
+@testable import BFTConfig
+@testable import BFTClient
 
 /// `docs/examples/counter.py`, found from this file's location in the repository.
 private let counterScript: String = {

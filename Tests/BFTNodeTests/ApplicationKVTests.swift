@@ -4,6 +4,11 @@ import Foundation
 import Testing
 
 @testable import BFTNode
+@testable import BFTFrameCodec
+@testable import BFTTransport
+@testable import BFTApplications
+@testable import BFTConfig
+@testable import BFTClient
 
 private func ctx(_ i: UInt64) -> ExecutionContext {
     ExecutionContext(client: 0, timestamp: i, seq: i, index: i)

@@ -4,6 +4,11 @@ import Foundation
 import Testing
 
 @testable import BFTNode
+@testable import BFTFrameCodec
+@testable import BFTTransport
+@testable import BFTApplications
+@testable import BFTConfig
+@testable import BFTClient
 
 private func makeTempDir(_ label: String) throws -> String {
     let dir = NSTemporaryDirectory() + "bft-keygen-\(label)-\(UUID().uuidString)"

@@ -4,6 +4,11 @@ import Foundation
 import Testing
 
 @testable import BFTNode
+@testable import BFTFrameCodec
+@testable import BFTTransport
+@testable import BFTApplications
+@testable import BFTConfig
+@testable import BFTClient
 
 /// A fresh directory under the system temp directory for one test.
 private func makeTempDir(_ label: String) throws -> String {

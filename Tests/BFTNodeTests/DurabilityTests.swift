@@ -5,6 +5,11 @@ import Foundation
 import Logging
 import Testing
 @testable import BFTNode
+@testable import BFTFrameCodec
+@testable import BFTTransport
+@testable import BFTApplications
+@testable import BFTConfig
+@testable import BFTClient
 
 // MARK: - Helpers
 

@@ -6,6 +6,11 @@ import Logging
 import NIOCore
 import NIOPosix
 import Testing
+import BFTFrameCodec
+import BFTTransport
+import BFTApplications
+import BFTConfig
+import BFTClient
 
 /// Four `ReplicaNode`s in one process over real TCP on 127.0.0.1, driven by `ClientRuntime` and by
 /// a raw socket that replays and corrupts frames.

@@ -5,6 +5,11 @@ import NIOPosix
 import Testing
 
 @testable import BFTNode
+@testable import BFTFrameCodec
+@testable import BFTTransport
+@testable import BFTApplications
+@testable import BFTConfig
+@testable import BFTClient
 
 /// Helpers for the status server tests, namespaced so they cannot clash with other test files.
 enum ObsHTTP {

@@ -5,6 +5,11 @@ import NIOCore
 import Testing
 
 @testable import BFTNode
+@testable import BFTFrameCodec
+@testable import BFTTransport
+@testable import BFTApplications
+@testable import BFTConfig
+@testable import BFTClient
 
 /// A strict parser for the Prometheus text exposition format 0.0.4, enough to check what
 /// `NodeMetrics.exposition()` produces. It rejects what a scraper might tolerate: unknown

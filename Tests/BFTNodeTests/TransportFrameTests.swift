@@ -4,6 +4,11 @@ import NIOEmbedded
 import Testing
 
 @testable import BFTNode
+@testable import BFTFrameCodec
+@testable import BFTTransport
+@testable import BFTApplications
+@testable import BFTConfig
+@testable import BFTClient
 
 private let cluster: UInt32 = 0xC0FF_EE01
 private let kinds: Set<UInt8> = [1, 2, 3, 7, 200]

@@ -4,6 +4,11 @@ import NIOPosix
 import Testing
 
 @testable import BFTNode
+@testable import BFTFrameCodec
+@testable import BFTTransport
+@testable import BFTApplications
+@testable import BFTConfig
+@testable import BFTClient
 
 // MARK: - Helpers
 

@@ -1,5 +1,5 @@
 import BFTCore
-import BFTNodeFrameCodec
+import BFTFrameCodec
 import FuzzSupport
 import NIOCore
 import NIOEmbedded
@@ -47,7 +47,7 @@ struct Reference {
             func fail(_ e: FrameError, _ bytesNeeded: Int) { error = e; errorDetectableAt = h + bytesNeeded }
             for i in 0..<min(4, a) where byte(i) != FrameHeader.magicBytes[i] { fail(.badMagic, i + 1); return }
             if a >= 5, byte(4) != 1 { fail(.unsupportedVersion(byte(4)), 5); return }
-            if a >= 6, !(1...12).contains(byte(5)) { fail(.unknownKind(byte(5)), 6); return }
+            if a >= 6, !(1...13).contains(byte(5)) { fail(.unknownKind(byte(5)), 6); return }
             for i in 6..<max(6, min(8, a)) where byte(i) != 0 { fail(.nonZeroFlags, i + 1); return }
             if a >= 12, be32(8) != 3 { fail(.wrongCluster(be32(8)), 12); return }
             guard a == 16 else { error = .truncated(expected: 16, received: a); return }

@@ -1,5 +1,5 @@
 import BFTCore
-import BFTNodeKV
+import BFTApplications
 import FuzzSupport
 
 /// The key-value application's command parser and snapshot codec.

@@ -1,6 +1,11 @@
 import BFTCore
 import NIOCore
 import Prometheus
+import BFTApplications
+import BFTConfig
+import BFTFrameCodec
+import BFTStorage
+import BFTTransport
 
 /// The replica's Prometheus metrics.
 ///

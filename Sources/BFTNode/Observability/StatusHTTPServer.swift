@@ -9,6 +9,11 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import BFTApplications
+import BFTConfig
+import BFTFrameCodec
+import BFTStorage
+import BFTTransport
 
 /// Why `StatusHTTPServer.start()` failed.
 public enum StatusHTTPServerError: Error, Equatable, CustomStringConvertible {

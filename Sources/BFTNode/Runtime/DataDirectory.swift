@@ -1,4 +1,9 @@
 import Foundation
+import BFTApplications
+import BFTConfig
+import BFTFrameCodec
+import BFTStorage
+import BFTTransport
 
 /// The replica's data directory (write-ahead log, `status.json`, deliver log, `app.log`).
 public enum DataDirectory {

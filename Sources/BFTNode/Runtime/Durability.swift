@@ -3,6 +3,10 @@ import BFTCrypto
 import BFTStorage
 import Foundation
 import Logging
+import BFTApplications
+import BFTConfig
+import BFTFrameCodec
+import BFTTransport
 
 /// The replica's durable memory: its `PersistRecord`s in a write-ahead log under `DATA/wal`.
 ///

@@ -1,4 +1,3 @@
-import BFTByzantine
 import BFTCore
 import BFTCrypto
 import Foundation
@@ -6,6 +5,11 @@ import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
+import BFTApplications
+import BFTConfig
+import BFTFrameCodec
+import BFTStorage
+import BFTTransport
 
 /// Counters a running replica exposes (status file, logs, later metrics).
 public struct NodeCounters: Sendable {
@@ -57,8 +61,9 @@ public final class ReplicaNode: @unchecked Sendable {
 
     /// The write-ahead log (nil only in tests that run without durability).
     let durability: Durability?
-    /// Test-only Byzantine behaviour wrapped around the honest replica (`--byzantine`).
-    var byzantine: ByzantineBehaviour?
+    /// Test-only fault injection around the honest replica (`bft-node --byzantine` passes a
+    /// Byzantine behaviour): a decorator on send, never a branch in the protocol.
+    var interceptor: (any OutboundInterceptor)?
 
     /// Verified messages waiting for the core thread. Bounded by `maxInboxMessages`; above it,
     /// frames stay unreleased in the transport, which stops reading (backpressure).
@@ -79,7 +84,7 @@ public final class ReplicaNode: @unchecked Sendable {
 
     public init(configuration: ClusterConfiguration, id: ReplicaID, key: Ed25519PrivateKey,
                 application: any ReplicatedApplication, dataDirectory: String, deliverLogPath: String?,
-                logger: Logger, listenHost: String? = nil, byzantine: ByzantineMode? = nil,
+                logger: Logger, listenHost: String? = nil, interceptor: (any OutboundInterceptor)? = nil,
                 durable: Bool = true, fsync: Bool = true, metricsAddress: (host: String, port: Int)? = nil,
                 statusInterval: TimeAmount = .seconds(1)) throws {
         self.id = id
@@ -96,9 +101,7 @@ public final class ReplicaNode: @unchecked Sendable {
                                         replicaCount: proto.n, clientCount: proto.clientCount)
         self.replica = Replica(id: id, config: proto, signer: Ed25519MessageSigner(key: key), application: application)
         self.failableApplication = application as? any FailableApplication
-        self.byzantine = byzantine.map {
-            ByzantineBehaviour(mode: $0, id: id, config: proto, signer: Ed25519MessageSigner(key: key), seed: UInt64(id) &+ 0xB12)
-        }
+        self.interceptor = interceptor
         self.deliverLog = try deliverLogPath.map { try DeliverLog(path: $0) }
         // Log records other than checkpoint states (which go to files of their own) are bounded
         // by the budget: the largest own pre-prepare, VIEW-CHANGE, NEW-VIEW or certificate.
@@ -235,7 +238,7 @@ public final class ReplicaNode: @unchecked Sendable {
                 prePrepareSeen[pp.seq] = now
             }
             if case .request(let r) = m.message { clientConnections[r.client] = conn }
-            byzantine?.observe(m.message)
+            interceptor?.observe(m.message)
         }
         if halted { for (_, _, frame) in batch { transport.release(frame) }; return }
         let out = replica.step(batch.map(\.0))
@@ -315,9 +318,9 @@ public final class ReplicaNode: @unchecked Sendable {
         }
         for e in out.events { log(e) }
         var messages = out.messages
-        if var b = byzantine {
+        if var b = interceptor {
             messages = b.transform(messages, replica: replica)
-            byzantine = b
+            interceptor = b
         }
         for o in messages {
             let kind = o.message.kind.rawValue

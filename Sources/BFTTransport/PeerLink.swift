@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import BFTFrameCodec
 
 /// Identifies one connection for the lifetime of the process (never reused), so that a
 /// reply or penalty aimed at a connection that has since closed cannot hit a newer one.

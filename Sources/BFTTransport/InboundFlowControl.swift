@@ -1,3 +1,4 @@
+import BFTFrameCodec
 /// Accounting for frames delivered to the consumer but not yet released.
 ///
 /// Why: the consumer (the replica's protocol loop) may be slower than the network. Rather

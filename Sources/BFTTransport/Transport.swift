@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import BFTFrameCodec
 
 /// A frame received on an inbound connection.
 ///

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import BFTFrameCodec
 
 /// What a connection reports to its owner. All callbacks run on the channel's event loop.
 struct ConnectionCallbacks: Sendable {

@@ -1,4 +1,5 @@
 import NIOCore
+import BFTFrameCodec
 
 /// A byte budget shared by several queues (all client connections of a transport): bytes are
 /// reserved when a frame is queued and released when it has been written to the socket (or

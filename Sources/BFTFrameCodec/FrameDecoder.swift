@@ -8,24 +8,24 @@ import NIOCore
 /// decoder's cumulation buffer (bounded: reads are paused meanwhile) until `resume()`.
 ///
 /// Event-loop bound: used only from the channel's pipeline.
-final class FrameAdmission {
+public final class FrameAdmission {
     /// `true` once a frame was refused; stays so until `resume()`. While held, the
     /// connection handler also swallows `read()` so the socket is not drained further.
-    private(set) var isHeld = false
+    public private(set) var isHeld = false
     private let admit: () -> Bool
 
-    init(admit: @escaping () -> Bool) {
+    public init(admit: @escaping () -> Bool) {
         self.admit = admit
     }
 
-    func tryAdmit() -> Bool {
+    public func tryAdmit() -> Bool {
         if self.isHeld { return false }
         if self.admit() { return true }
         self.isHeld = true
         return false
     }
 
-    func resume() {
+    public func resume() {
         self.isHeld = false
     }
 }
@@ -60,14 +60,14 @@ public struct FrameDecoder: ByteToMessageDecoder {
         self.init(rules: FrameRules(clusterID: clusterID, knownKinds: knownKinds, clientKinds: clientKinds, limits: limits))
     }
 
-    init(rules: FrameRules, admission: FrameAdmission?) {
+    public init(rules: FrameRules, admission: FrameAdmission?) {
         self.rules = rules
         self.admission = admission
         self.pendingHeader = nil
     }
 
     /// Parses one frame from `buffer` if it is complete and admitted; `nil` otherwise.
-    mutating func nextFrame(from buffer: inout ByteBuffer) throws(FrameError) -> Frame? {
+    public mutating func nextFrame(from buffer: inout ByteBuffer) throws(FrameError) -> Frame? {
         let header: FrameHeader
         if let pending = self.pendingHeader {
             header = pending

@@ -2,6 +2,7 @@ import BFTCore
 import BFTCrypto
 import Foundation
 import Logging
+import BFTStorage
 
 /// Why a log snapshot was refused, or the log file could not be opened.
 public enum LogApplicationError: Error, Equatable, CustomStringConvertible {

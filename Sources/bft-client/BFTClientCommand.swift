@@ -1,13 +1,15 @@
 import ArgumentParser
 import BFTCore
 import BFTCrypto
-import BFTNode
 import Foundation
 import Logging
 import NIOCore
+import BFTConfig
+import BFTClient
 
 /// `bft-client`: submits requests to the cluster and prints the agreed reply.
-struct BFTClientCommand: ParsableCommand {
+@main
+struct BFTClientCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bft-client",
         abstract: "Submit requests to a PBFT cluster and print the agreed (f+1 matching) replies.",
@@ -30,40 +32,37 @@ struct BFTClientCommand: ParsableCommand {
         Foundation.exit(code)
     }
 
-    func run() throws {
+    func run() async throws {
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = .warning
             return h
         }
-        let cluster: ClusterConfiguration
-        let clientID: ClientID
-        let privateKey: BFTCrypto.Ed25519PrivateKey
+        let client: Client
         do {
-            cluster = try ClusterConfiguration.load(path: config)
-            privateKey = try ClusterConfiguration.loadPrivateKey(path: key)
-            clientID = try cluster.clientID(for: privateKey)
+            let cluster = try ClusterConfiguration.load(path: config)
+            let privateKey = try ClusterConfiguration.loadPrivateKey(path: key)
+            client = try Client(configuration: cluster, key: privateKey, logger: Logger(label: "bft-client"))
         } catch {
             fail("\(error)")
         }
-        let runtime = ClientRuntime(configuration: cluster, clients: [(clientID, privateKey)], window: 1,
-                                    logger: Logger(label: "bft-client"))
-        runtime.start()
-        defer { runtime.shutdown() }
+        defer { client.shutdown() }
         var lines = commands
         if lines.isEmpty {
             while let line = readLine() { if !line.isEmpty { lines.append(line) } }
         }
+        let seconds = Int64(timeout * 1000)
         for line in lines {
-            switch runtime.call(client: clientID, operation: Array(line.utf8), timeout: .milliseconds(Int64(timeout * 1000))) {
-            case .completed(let result, _, _):
-                print(String(decoding: result, as: UTF8.self))
-            case .timedOut:
-                runtime.shutdown()
-                fail("no f+1 matching replies within \(timeout) s for '\(line)'", code: 1)
+            do {
+                let reply = try await client.submit(Array(line.utf8), timeout: .milliseconds(seconds))
+                print(String(decoding: reply.result, as: UTF8.self))
+            } catch {
+                client.shutdown()
+                switch error {
+                case .timedOut: fail("no f+1 matching replies within \(timeout) s for '\(line)'", code: 1)
+                default: fail("\(error) for '\(line)'", code: 1)
+                }
             }
         }
     }
 }
-
-BFTClientCommand.main()

@@ -1,6 +1,7 @@
 import BFTCore
 import Foundation
 import Logging
+import BFTStorage
 
 /// Why the external application cannot be used.
 public enum ExecApplicationError: Error, Equatable, CustomStringConvertible {

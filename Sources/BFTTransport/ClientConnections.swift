@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import BFTFrameCodec
 
 /// Client side of the transport (for `bft-client` and the load generator): one dialed,
 /// auto-reconnecting connection per replica, same framing as replicas use.

@@ -5,12 +5,17 @@ import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
+import BFTConfig
+import BFTFrameCodec
+import BFTTransport
 
 /// Outcome of one request as the application sees it.
 public enum RequestOutcome: Sendable {
     /// `view`: the lowest view among the f+1 matching replies (see `ClientCore.Completion.view`).
     case completed(result: [UInt8], retries: Int, view: ViewNum)
     case timedOut
+    /// The runtime shut down before the request completed.
+    case shutDown
 }
 
 /// Runs one or more PBFT clients (`ClientCore`) over TCP connections to every replica. Used by
@@ -29,7 +34,9 @@ public final class ClientRuntime: @unchecked Sendable {
     /// Touched only on `loop`.
     var cores: [ClientID: ClientCore] = [:]
     var callbacks: [ClientID: [UInt64: @Sendable (RequestOutcome) -> Void]] = [:]
-    var deadlines: [ClientID: [UInt64: NIODeadline]] = [:]
+    /// Submissions waiting for room in their client's window, in submission order.
+    var waiting: [ClientID: [(operation: [UInt8], timeout: TimeAmount, done: @Sendable (RequestOutcome) -> Void)]] = [:]
+    var isShutDown = false
     var tickTask: RepeatedTask?
     /// Retransmissions so far (all clients).
     public private(set) var retransmissions = 0
@@ -81,6 +88,20 @@ public final class ClientRuntime: @unchecked Sendable {
     }
 
     public func shutdown() {
+        // Everything still waiting or outstanding ends now, with `.shutDown`.
+        try? loop.submit {
+            guard !self.isShutDown else { return }
+            self.isShutDown = true
+            for id in self.callbacks.keys.sorted() {
+                for (_, cb) in self.callbacks[id] ?? [:] { cb(.shutDown) }
+                for w in self.waiting[id] ?? [] { w.done(.shutDown) }
+            }
+            for id in self.waiting.keys.sorted() where self.callbacks[id] == nil {
+                for w in self.waiting[id] ?? [] { w.done(.shutDown) }
+            }
+            self.callbacks = [:]
+            self.waiting = [:]
+        }.wait()
         tickTask?.cancel()
         try? connections.shutdown().wait()
         if ownsGroup { try? group.syncShutdownGracefully() }
@@ -99,29 +120,17 @@ public final class ClientRuntime: @unchecked Sendable {
         loop.execute { self.onUnverifiedReply(reply) }
     }
 
-    /// Replies not yet verified, per client and timestamp, one per replica.
-    var unverified: [ClientID: [UInt64: [ReplicaID: Reply]]] = [:]
-
+    /// The core decides which replies to verify (f+1 matching ones); the shell verifies them.
     func onUnverifiedReply(_ reply: Reply) {
-        guard let core = cores[reply.client], core.outstanding[reply.timestamp] != nil,
-              reply.replica >= 0, reply.replica < configuration.n else { return }
-        var pending = unverified[reply.client]?[reply.timestamp] ?? [:]
-        pending[reply.replica] = reply
-        let matching = pending.values.filter { $0.result == reply.result }.sorted { $0.replica < $1.replica }
-        if matching.count >= configuration.f + 1 {
-            for r in matching {
-                pending[r.replica] = nil
-                if case .success = verifier.verify(.reply(r)) {
-                    onReply(r)
-                } else {
-                    badReplies.add(1, ordering: .relaxed)
-                }
+        guard var core = cores[reply.client] else { return }
+        let toVerify = core.onUnverifiedReply(reply)
+        cores[reply.client] = core
+        for r in toVerify {
+            if case .success = verifier.verify(.reply(r)) {
+                onReply(r)
+            } else {
+                badReplies.add(1, ordering: .relaxed)
             }
-        }
-        if cores[reply.client]?.outstanding[reply.timestamp] == nil {
-            unverified[reply.client]?[reply.timestamp] = nil
-        } else {
-            unverified[reply.client, default: [:]][reply.timestamp] = pending
         }
     }
 
@@ -132,21 +141,14 @@ public final class ClientRuntime: @unchecked Sendable {
         handle(reply.client, out)
     }
 
+    /// Time reaches the cores as ticks; they retransmit and give up at their deadlines.
     func onTick() {
-        let now = NIODeadline.now()
         for id in cores.keys.sorted() {
             var core = cores[id]!
             let out = core.tick()
             cores[id] = core
             retransmissions += out.retransmissions
             handle(id, out)
-            // Give up on requests past their deadline.
-            if let d = deadlines[id] {
-                for (t, deadline) in d where deadline < now {
-                    deadlines[id]?[t] = nil
-                    if let cb = callbacks[id]?.removeValue(forKey: t) { cb(.timedOut) }
-                }
-            }
         }
     }
 
@@ -157,9 +159,12 @@ public final class ClientRuntime: @unchecked Sendable {
             connections.broadcast(kind: MessageKind.request.rawValue, body: buf)
         }
         for c in out.completions {
-            deadlines[id]?[c.timestamp] = nil
             if let cb = callbacks[id]?.removeValue(forKey: c.timestamp) { cb(.completed(result: c.result, retries: c.retries, view: c.view)) }
         }
+        for t in out.timedOut {
+            if let cb = callbacks[id]?.removeValue(forKey: t) { cb(.timedOut) }
+        }
+        if !out.completions.isEmpty || !out.timedOut.isEmpty { drainWaiting(id) }
     }
 
     /// Submits `operation` as client `id` when its window has room; `done` runs on the client loop.
@@ -174,12 +179,30 @@ public final class ClientRuntime: @unchecked Sendable {
                                 done: @escaping @Sendable (RequestOutcome) -> Void) -> Bool {
         loop.preconditionInEventLoop()
         guard var core = cores[id], core.canSubmit else { return false }
-        let (t, out) = core.submit(operation)
+        let ticks = UInt64(max(1, (timeout.nanoseconds + tickInterval.nanoseconds - 1) / max(tickInterval.nanoseconds, 1)))
+        let (t, out) = core.submit(operation, timeoutTicks: ticks)
         cores[id] = core
         callbacks[id, default: [:]][t] = done
-        deadlines[id, default: [:]][t] = .now() + timeout
         handle(id, out)
         return true
+    }
+
+    /// Submits `operation` as client `id` as soon as its window has room, after every earlier
+    /// waiting submission of that client; `done` runs on the client loop.
+    public func submitInOrder(client id: ClientID, operation: [UInt8], timeout: TimeAmount,
+                              done: @escaping @Sendable (RequestOutcome) -> Void) {
+        loop.execute {
+            guard !self.isShutDown, self.cores[id] != nil else { return done(.shutDown) }
+            self.waiting[id, default: []].append((operation, timeout, done))
+            self.drainWaiting(id)
+        }
+    }
+
+    func drainWaiting(_ id: ClientID) {
+        while let next = waiting[id]?.first, cores[id]?.canSubmit == true {
+            waiting[id]!.removeFirst()
+            _ = trySubmitOnLoop(client: id, operation: next.operation, timeout: next.timeout, done: next.done)
+        }
     }
 
     /// The window of client `id` (requests it may keep outstanding).

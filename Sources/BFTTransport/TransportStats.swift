@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import BFTFrameCodec
 
 /// A snapshot of transport counters. Why so many: the transport silently drops and closes
 /// things by design (bounded queues, hostile input), so every such decision must be visible

@@ -504,7 +504,7 @@ public struct ClusterConfiguration: Sendable {
 
     /// A short reason for a failed read: "no such file" is by far the most common case and
     /// Foundation's message for it varies by platform.
-    static func fileReadReason(path: String, error: any Error) -> String {
+    public static func fileReadReason(path: String, error: any Error) -> String {
         var isDirectory: ObjCBool = false
         if !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) { return "no such file" }
         if isDirectory.boolValue { return "is a directory" }
@@ -536,7 +536,7 @@ public struct ClusterConfiguration: Sendable {
 
     /// Turns a `DecodingError` into one line naming the JSON path, e.g.
     /// `replicas[1].port: expected Int` or `missing key "f"`.
-    static func describe(_ error: DecodingError) -> String {
+    public static func describe(_ error: DecodingError) -> String {
         func path(_ codingPath: [any CodingKey]) -> String {
             var s = ""
             for key in codingPath {

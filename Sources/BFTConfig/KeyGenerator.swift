@@ -1,6 +1,7 @@
 import BFTCore
 import BFTCrypto
 import Foundation
+import BFTStorage
 
 /// Why key generation refused or failed. One line each, printed verbatim by `bft-keygen`.
 public enum KeyGenError: Error, Equatable, CustomStringConvertible {

@@ -1,1 +1,0 @@
-../../../Sources/BFTNode/Transport/FrameDecoder.swift

@@ -1,1 +1,0 @@
-../../../Sources/BFTNode/Transport/WireFrame.swift

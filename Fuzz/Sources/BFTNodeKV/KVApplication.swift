@@ -1,1 +1,0 @@
-../../../Sources/BFTNode/Applications/KVApplication.swift
