@@ -82,8 +82,11 @@ extension Replica {
     /// restores its view, its own signed messages and its prepared certificates, so that it
     /// resends rather than contradicts what it signed before the crash. Returns the deliveries
     /// re-executed (the caller reconciles its deliver log with them); no message is sent.
-    public mutating func recover(from records: [PersistRecord]) -> ReplicaOutput {
+    public mutating func recover(from records: [PersistRecord], now: UInt64 = 0) -> ReplicaOutput {
         var out = ReplicaOutput()
+        self.now = max(self.now, now)
+        nextStatus = self.now + config.statusIntervalTicks
+        nextRetransmit = self.now + config.retransmitTicks
         let base = records.lastIndex { if case .checkpoint = $0 { return true }; return false }
         if let base, case .checkpoint(let seq, let digest, let proof, let state) = records[base] {
             let manifest = StateManifest(state: state, chunkBytes: config.stateChunkBytes)
@@ -151,6 +154,7 @@ extension Replica {
             slots[seq] = slot
         }
         if !active, let mine = viewChanges[id], mine.newView == view { viewChangeAttempts = 1 }
+        collectBodies()
         executeReady(&out)
         lastProgressTick = now
         out.messages = []

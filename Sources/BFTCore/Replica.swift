@@ -330,9 +330,13 @@ public struct Replica {
     }
 
     /// Advances logical time by one tick: timers, retransmission, heartbeats.
-    public mutating func tick() -> ReplicaOutput {
+    public mutating func tick() -> ReplicaOutput { tick(now: now + 1) }
+
+    /// Advances logical time to `newNow` (ticks; time comes from outside — the node's timer,
+    /// the simulator's clock), then runs the timers once.
+    public mutating func tick(now newNow: UInt64) -> ReplicaOutput {
         var out = ReplicaOutput()
-        now += 1
+        now = max(now, newNow)
         if let deadline = viewChangeDeadline, now >= deadline {
             viewChangeDeadline = nil
             startViewChange(to: view + 1, &out)

@@ -6,7 +6,9 @@ import BFTCrypto
 final class TestCluster {
     let config: ProtocolConfig
     let signatures: StandInSignatures
-    var replicas: [Replica]
+    /// Each replica with its in-memory log, driven as the node drives its core.
+    var drivers: [ReplicaDriver<InMemoryLog>]
+    var replicas: [Replica] { drivers.map(\.replica) }
     let verifiers: [MessageVerifier]
     let clientVerifier: MessageVerifier
     var queue: [(from: Principal, to: Principal, message: Message)] = []
@@ -16,7 +18,9 @@ final class TestCluster {
     var observers: [ObservingApplication]
     func observer(_ r: ReplicaID) -> ObservingApplication { observers[r] }
     /// Each replica's persisted records, compacted at checkpoint records as the node's log is.
-    var persisted: [[PersistRecord]]
+    var persisted: [[PersistRecord]] { drivers.map(\.log.records) }
+    /// Logical time, in ticks (the same for every replica).
+    var now: UInt64 = 0
     /// Links that drop everything: (from, to).
     var cut: Set<[Int]> = []
     /// Replicas that receive nothing and whose ticks are skipped.
@@ -43,21 +47,24 @@ final class TestCluster {
         signatures = sigs
         let apps = (0..<n).map { _ in ObservingApplication(ballastBytes: ballastBytes) }
         observers = apps
-        replicas = (0..<n).map { Replica(id: $0, config: cfg, signer: sigs.signer(for: .replica($0)), application: apps[$0]) }
+        drivers = (0..<n).map {
+            ReplicaDriver(replica: Replica(id: $0, config: cfg, signer: sigs.signer(for: .replica($0)), application: apps[$0]),
+                          log: InMemoryLog(limits: cfg.limits), checkInvariants: true)
+        }
         verifiers = (0..<n).map { _ in MessageVerifier(checker: sigs, clusterID: cfg.clusterID, replicaCount: n, clientCount: clients) }
         clientVerifier = MessageVerifier(checker: sigs, clusterID: cfg.clusterID, replicaCount: n, clientCount: clients)
         deliveries = Array(repeating: [], count: n)
         events = Array(repeating: [], count: n)
-        persisted = Array(repeating: [], count: n)
     }
 
     /// Replaces replica `r` with a fresh one recovered from its persisted records.
     @discardableResult
     func restart(_ r: ReplicaID) -> ReplicaOutput {
-        var fresh = Replica(id: r, config: config, signer: signatures.signer(for: .replica(r)),
+        let fresh = Replica(id: r, config: config, signer: signatures.signer(for: .replica(r)),
                             application: ObservingApplication(ballastBytes: ballastBytes))
-        let out = fresh.recover(from: persisted[r])
-        replicas[r] = fresh
+        var driver = ReplicaDriver(replica: fresh, log: drivers[r].log, checkInvariants: true)
+        let out = try! driver.recover(now: now)
+        drivers[r] = driver
         return out
     }
 
@@ -76,21 +83,12 @@ final class TestCluster {
 
     func inject(_ m: Message, from: Principal, to: ReplicaID) { queue.append((from, .replica(to), m)) }
 
+    /// Carries out a replica's step through its driver: persist, deliver, send.
     func absorb(_ r: ReplicaID, _ out: ReplicaOutput) {
-        for rec in out.persist {
-            if case .checkpoint = rec { persisted[r].removeAll() }
-            persisted[r].append(rec)
+        try! drivers[r].apply(out, deliver: { deliveries[r] += $0 }) { m, recipients in
+            for to in recipients { queue.append((.replica(r), to, m)) }
         }
-        deliveries[r] += out.deliveries
         events[r] += out.events
-        for o in out.messages {
-            switch o.destination {
-            case .replica(let to): queue.append((.replica(r), .replica(to), o.message))
-            case .allReplicas:
-                for to in 0..<config.n where to != r { queue.append((.replica(r), .replica(to), o.message)) }
-            case .client(let c): queue.append((.replica(r), .client(c), o.message))
-            }
-        }
     }
 
     /// Delivers queued messages until none are left (or `limit` deliveries).
@@ -106,7 +104,7 @@ final class TestCluster {
             case .replica(let r):
                 guard !down.contains(r) else { continue }
                 switch verifiers[r].verify(m) {
-                case .success(let v): absorb(r, replicas[r].step(v))
+                case .success(let v): absorb(r, drivers[r].stepOnly([v]))
                 case .failure(let why): events[r].append(.dropped(kind: m.kind, from: m.signer, reason: why.reason))
                 }
             case .client:
@@ -119,7 +117,8 @@ final class TestCluster {
     /// Advances every live replica by `ticks`, delivering messages after each tick.
     func tick(_ ticks: Int) {
         for _ in 0..<ticks {
-            for r in 0..<config.n where !down.contains(r) { absorb(r, replicas[r].tick()) }
+            now += 1
+            for r in 0..<config.n where !down.contains(r) { absorb(r, drivers[r].tickOnly(now: now)) }
             run()
         }
     }

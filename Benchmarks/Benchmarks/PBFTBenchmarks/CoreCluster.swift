@@ -13,7 +13,10 @@ import BFTCrypto
 final class CoreCluster {
     let config: ProtocolConfig
     let signatures: StandInSignatures
-    var replicas: [Replica]
+    /// Each replica driven as the node drives it (persist to memory, then send); invariant
+    /// checks are off so the figure is the core's own cost.
+    var drivers: [ReplicaDriver<InMemoryLog>]
+    var replicas: [Replica] { drivers.map(\.replica) }
     let verifiers: [MessageVerifier]
     let verify: Bool
     var inbox: [[Message]]
@@ -30,8 +33,9 @@ final class CoreCluster {
         config = cfg
         let sigs = StandInSignatures(seed: 11, replicas: cfg.n, clients: clients)
         signatures = sigs
-        replicas = (0..<cfg.n).map {
-            Replica(id: $0, config: cfg, signer: sigs.signer(for: .replica($0)), application: HashChainApplication())
+        drivers = (0..<cfg.n).map {
+            ReplicaDriver(replica: Replica(id: $0, config: cfg, signer: sigs.signer(for: .replica($0)), application: HashChainApplication()),
+                          log: InMemoryLog(limits: cfg.limits), checkInvariants: false)
         }
         verifiers = (0..<cfg.n).map { _ in
             MessageVerifier(checker: sigs, clusterID: cfg.clusterID, replicaCount: cfg.n, clientCount: clients)
@@ -62,10 +66,10 @@ final class CoreCluster {
     /// every replica has executed all of them. Returns the number of rounds.
     @discardableResult
     func order(_ requests: [Request], arrivalsPerRound: Int) -> Int {
-        let target = replicas[0].executedCount + UInt64(requests.count)
+        let target = drivers[0].replica.executedCount + UInt64(requests.count)
         var next = 0
         var rounds = 0
-        while replicas.contains(where: { $0.executedCount < target }) {
+        while drivers.contains(where: { $0.replica.executedCount < target }) {
             rounds += 1
             precondition(rounds < 1_000_000, "core benchmark made no progress")
             if next < requests.count {
@@ -88,24 +92,19 @@ final class CoreCluster {
                         verified.append(verifiers[r].trusted(m))
                     }
                 }
-                route(from: r, replicas[r].step(verified))
+                try! drivers[r].step(verified) { m, recipients in self.route(m, to: recipients) }
             }
         }
         return rounds
     }
 
-    private func route(from r: ReplicaID, _ out: ReplicaOutput) {
-        for o in out.messages {
-            if case .prePrepare(let pp) = o.message, case .allReplicas = o.destination {
-                batchesProposed += 1
-                requestsProposed += pp.requests.count
-            }
-            switch o.destination {
-            case .replica(let to): inbox[to].append(o.message)
-            case .allReplicas:
-                for to in 0..<config.n where to != r { inbox[to].append(o.message) }
-            case .client: break  // replies leave the cluster
-            }
+    private func route(_ m: Message, to recipients: [Principal]) {
+        if case .prePrepare(let pp) = m, recipients.count == config.n - 1 {
+            batchesProposed += 1
+            requestsProposed += pp.requests.count
+        }
+        for to in recipients {
+            if case .replica(let r) = to { inbox[r].append(m) }  // replies leave the cluster
         }
     }
 }

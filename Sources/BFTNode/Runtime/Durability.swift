@@ -3,6 +3,7 @@ import BFTCrypto
 import BFTStorage
 import Foundation
 import Logging
+import NIOCore
 import BFTApplications
 import BFTConfig
 import BFTFrameCodec
@@ -237,5 +238,28 @@ public enum DurabilityError: Error, CustomStringConvertible, Sendable {
             text = "checkpoint \(seq) has a state of \(bytes) bytes, above the configured maxStateBytes \(limit); refusing to start"
         }
         return text.split(whereSeparator: \.isNewline).joined(separator: " ")
+    }
+}
+
+/// The node's persistence port for its `ReplicaDriver`: the write-ahead log (or nothing, for
+/// tests that run without durability), with each sync timed for the metrics.
+struct NodePersistence: PersistencePort {
+    let durability: Durability?
+    let limits: MessageLimits
+    let onSync: (TimeAmount) -> Void
+
+    init(durability: Durability?, limits: MessageLimits, onSync: @escaping (TimeAmount) -> Void) {
+        self.durability = durability; self.limits = limits; self.onSync = onSync
+    }
+
+    mutating func persist(_ records: [PersistRecord]) throws {
+        guard let durability else { return }
+        let started = NIODeadline.now()
+        try durability.persist(records)
+        onSync(NIODeadline.now() - started)
+    }
+
+    func recoverableRecords() throws -> [PersistRecord] {
+        try durability?.replay(limits: limits) ?? []
     }
 }

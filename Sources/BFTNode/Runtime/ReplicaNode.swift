@@ -37,7 +37,12 @@ public final class ReplicaNode: @unchecked Sendable {
     let deliverLogPath: String?
 
     /// Touched only on the core loop.
-    var replica: Replica
+    /// The core and its write-ahead log, driven through the one `ReplicaDriver` (persist, then
+    /// deliver, then send). Touched only on the core loop.
+    var driver: ReplicaDriver<NodePersistence>
+    var replica: Replica { driver.replica }
+    /// The node's clock in ticks (the core's time comes from here).
+    var ticks: UInt64 = 0
     var deliverLog: DeliverLog?
     var clientConnections: [ClientID: ConnectionID] = [:]
     var lastStatusWrite = NIODeadline.now()
@@ -60,10 +65,7 @@ public final class ReplicaNode: @unchecked Sendable {
     var partitioned: Set<ReplicaID> = []
 
     /// The write-ahead log (nil only in tests that run without durability).
-    let durability: Durability?
-    /// Test-only fault injection around the honest replica (`bft-node --byzantine` passes a
-    /// Byzantine behaviour): a decorator on send, never a branch in the protocol.
-    var interceptor: (any OutboundInterceptor)?
+    var durability: Durability? { driver.log.durability }
 
     /// Verified messages waiting for the core thread. Bounded by `maxInboxMessages`; above it,
     /// frames stay unreleased in the transport, which stops reading (backpressure).
@@ -99,14 +101,17 @@ public final class ReplicaNode: @unchecked Sendable {
         self.tickInterval = .milliseconds(Int64(configuration.tickMilliseconds))
         self.verifier = MessageVerifier(checker: configuration.keyring(), clusterID: proto.clusterID,
                                         replicaCount: proto.n, clientCount: proto.clientCount)
-        self.replica = Replica(id: id, config: proto, signer: Ed25519MessageSigner(key: key), application: application)
+        let replica = Replica(id: id, config: proto, signer: Ed25519MessageSigner(key: key), application: application)
         self.failableApplication = application as? any FailableApplication
-        self.interceptor = interceptor
         self.deliverLog = try deliverLogPath.map { try DeliverLog(path: $0) }
         // Log records other than checkpoint states (which go to files of their own) are bounded
         // by the budget: the largest own pre-prepare, VIEW-CHANGE, NEW-VIEW or certificate.
-        self.durability = durable ? try Durability(directory: dataDirectory + "/wal", fsync: fsync,
+        let durability = durable ? try Durability(directory: dataDirectory + "/wal", fsync: fsync,
                                                    maxRecordBytes: max(proto.maxPersistRecordBytes, 1024 * 1024), logger: logger) : nil
+        let metrics = self.metrics
+        self.driver = ReplicaDriver(replica: replica,
+                                    log: NodePersistence(durability: durability, limits: proto.limits) { metrics.walFsync($0) },
+                                    interceptor: interceptor)
         self.ioGroup = MultiThreadedEventLoopGroup(numberOfThreads: max(System.coreCount, 1))
         self.coreGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var peers: [Int: (host: String, port: Int)] = [:]
@@ -144,14 +149,13 @@ public final class ReplicaNode: @unchecked Sendable {
         if let path = deliverLogPath {
             lastLoggedIndex = (try? DeliverLog.read(path: path))?.last?.index ?? 0
         }
-        guard let durability else { return }
-        let records = try durability.replay(limits: replica.config.limits)
-        guard !records.isEmpty else { return }
-        let out = replica.recover(from: records)
+        guard durability != nil else { return }
+        let out = try driver.recover(now: ticks)
         if applicationFailed() { return }
+        guard replica.lastExecuted > 0 || replica.view > 0 || !out.deliveries.isEmpty else { return }
         logDeliveries(out.deliveries)
         logger.notice("recovered from the write-ahead log", metadata: [
-            "view": "\(replica.view)", "seq": "\(replica.lastExecuted)", "records": "\(records.count)",
+            "view": "\(replica.view)", "seq": "\(replica.lastExecuted)",
             "stableCheckpoint": "\(replica.stableSeq)", "delivered": "\(replica.executedCount)"])
     }
 
@@ -238,10 +242,9 @@ public final class ReplicaNode: @unchecked Sendable {
                 prePrepareSeen[pp.seq] = now
             }
             if case .request(let r) = m.message { clientConnections[r.client] = conn }
-            interceptor?.observe(m.message)
         }
         if halted { for (_, _, frame) in batch { transport.release(frame) }; return }
-        let out = replica.step(batch.map(\.0))
+        let out = driver.stepOnly(batch.map(\.0))
         for (_, _, frame) in batch { transport.release(frame) }
         if applicationFailed() { return }
         apply(out)
@@ -258,7 +261,8 @@ public final class ReplicaNode: @unchecked Sendable {
             partitioned = Set(text.split(whereSeparator: { $0 == "," || $0.isWhitespace }).compactMap { Int($0) })
         }
         if halted { return }
-        let ticked = replica.tick()
+        ticks += 1
+        let ticked = driver.tickOnly(now: ticks)
         if applicationFailed() { return }
         apply(ticked)
         let now = NIODeadline.now()
@@ -288,57 +292,48 @@ public final class ReplicaNode: @unchecked Sendable {
         return true
     }
 
-    /// Carries out one step's outputs: deliveries are logged (flushed before any reply leaves),
-    /// then messages are encoded once each and handed to the transport.
+    /// Carries out one step's outputs through the driver: persisted (one sync), then delivered
+    /// to the deliver log (flushed before any reply leaves), then each message encoded once and
+    /// handed to the transport for its recipients.
     func apply(_ out: ReplicaOutput) {
         observeLatency(out)
-        if let durability, !out.persist.isEmpty {
-            do {
-                let started = NIODeadline.now()
-                try durability.persist(out.persist)
-                metrics.walFsync(NIODeadline.now() - started)
-            } catch {
-                // Without durable records the replica must not send anything more: stop.
-                logger.critical("write-ahead log failed; stopping this replica", metadata: ["error": "\(error)"])
-                Foundation.exit(3)
-            }
-        }
-        if !out.deliveries.isEmpty {
-            logDeliveries(out.deliveries)
-            counters.withLock { $0.delivered += out.deliveries.count }
-            metrics.requestsExecuted(count: out.deliveries.count)
-            var start = 0
-            while start < out.deliveries.count {
-                let seq = out.deliveries[start].seq
-                var end = start
-                while end < out.deliveries.count && out.deliveries[end].seq == seq { end += 1 }
-                metrics.batchOrdered(requests: end - start)
-                start = end
-            }
+        do {
+            try driver.apply(out, deliver: { deliveries in
+                logDeliveries(deliveries)
+                counters.withLock { $0.delivered += deliveries.count }
+                metrics.requestsExecuted(count: deliveries.count)
+                var start = 0
+                while start < deliveries.count {
+                    let seq = deliveries[start].seq
+                    var end = start
+                    while end < deliveries.count && deliveries[end].seq == seq { end += 1 }
+                    metrics.batchOrdered(requests: end - start)
+                    start = end
+                }
+            }, send: send)
+        } catch {
+            // Without durable records the replica must not send anything more: stop.
+            logger.critical("write-ahead log failed; stopping this replica", metadata: ["error": "\(error)"])
+            Foundation.exit(3)
         }
         for e in out.events { log(e) }
-        var messages = out.messages
-        if var b = interceptor {
-            messages = b.transform(messages, replica: replica)
-            interceptor = b
+    }
+
+    /// Hands one message to the transport for each recipient (one shared frame for all peers),
+    /// less the links the test-only partition file cuts.
+    func send(_ message: Message, to recipients: [Principal]) {
+        let kind = message.kind.rawValue
+        var buf = ByteBufferAllocator().buffer(capacity: 0)
+        buf.writeBytes(message.encoded())
+        if partitioned.isEmpty && recipients.count == configuration.n - 1, case .replica = recipients.first {
+            transport.broadcast(kind: kind, body: buf)
+            return
         }
-        for o in messages {
-            let kind = o.message.kind.rawValue
-            var buf = ByteBufferAllocator().buffer(capacity: 0)
-            buf.writeBytes(o.message.encoded())
-            if !partitioned.isEmpty {
-                if partitioned.contains(id) { if case .client = o.destination {} else { continue } }
-                if case .allReplicas = o.destination {
-                    for r in 0..<configuration.n where r != id && !partitioned.contains(r) {
-                        transport.send(toReplica: r, kind: kind, body: buf)
-                    }
-                    continue
-                }
-                if case .replica(let r) = o.destination, partitioned.contains(r) { continue }
-            }
-            switch o.destination {
-            case .allReplicas: transport.broadcast(kind: kind, body: buf)
-            case .replica(let r): transport.send(toReplica: r, kind: kind, body: buf)
+        for to in recipients {
+            switch to {
+            case .replica(let r):
+                if partitioned.contains(r) || partitioned.contains(id) { continue }
+                transport.send(toReplica: r, kind: kind, body: buf)
             case .client(let c):
                 if let conn = clientConnections[c] { transport.send(toConnection: conn, kind: kind, body: buf) }
             }
