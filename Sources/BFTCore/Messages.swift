@@ -34,6 +34,8 @@ public protocol SignedMessage: Sendable, Equatable {
     func encodeSignedFields(into w: inout WireWriter)
     /// Decodes the fields (not the signature) from `r`.
     static func decodeFields(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> Self
+    /// Decodes fields and signature from `r` (a message inside another, or a whole one).
+    static func decodeInline(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> Self
 }
 
 extension SignedMessage {
@@ -60,7 +62,7 @@ extension SignedMessage {
         w.raw(signature)
     }
 
-    static func decodeInline(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> Self {
+    public static func decodeInline(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> Self {
         var m = try decodeFields(&r, limits: limits)
         m.signature = try r.raw(signatureByteCount)
         return m
@@ -107,11 +109,15 @@ func decodeReplica(_ r: inout WireReader) throws(DecodeError) -> ReplicaID { Int
 /// requests in timestamp order even with several outstanding (causal order).
 public struct Request: SignedMessage, Hashable {
     public static let kind = MessageKind.request
-    public var client: ClientID
-    public var timestamp: UInt64
-    public var sessionStart: Bool
-    public var operation: [UInt8]
-    public var signature: [UInt8]
+    public var client: ClientID { didSet { refreshDigest() } }
+    public var timestamp: UInt64 { didSet { refreshDigest() } }
+    public var sessionStart: Bool { didSet { refreshDigest() } }
+    public var operation: [UInt8] { didSet { refreshDigest() } }
+    public var signature: [UInt8] { didSet { refreshDigest() } }
+    /// SHA-256 of the signed request's encoding: the request's identity in batches and logs.
+    /// Computed once when the request is made, decoded or changed, not at every use (the
+    /// verifier, the pre-prepare's batch digest and execution all need it).
+    public private(set) var digest: Digest = .zero
 
     public init(client: ClientID, timestamp: UInt64, sessionStart: Bool, operation: [UInt8], signature: [UInt8] = []) {
         self.client = client
@@ -119,12 +125,24 @@ public struct Request: SignedMessage, Hashable {
         self.sessionStart = sessionStart
         self.operation = operation
         self.signature = signature
+        refreshDigest()
     }
 
     public var signer: Principal { .client(client) }
 
-    /// SHA-256 of the signed request's encoding: the request's identity in batches and logs.
-    public var digest: Digest { SHA256.hash(encoded) }
+    private mutating func refreshDigest() {
+        var w = WireWriter(capacity: 17 + operation.count + signature.count)
+        encodeFields(into: &w)
+        w.raw(signature)
+        digest = SHA256.hash(w.bytes)
+    }
+
+    public static func == (a: Request, b: Request) -> Bool {
+        a.client == b.client && a.timestamp == b.timestamp && a.sessionStart == b.sessionStart
+            && a.operation == b.operation && a.signature == b.signature
+    }
+
+    public func hash(into h: inout Hasher) { h.combine(digest) }
 
     public func encodeFields(into w: inout WireWriter) {
         w.u32(client); w.u64(timestamp); w.bool(sessionStart); w.blob(operation)
@@ -134,6 +152,15 @@ public struct Request: SignedMessage, Hashable {
         let c = try r.u32(), t = try r.u64(), s = try r.bool()
         let op = try r.blob(field: "operation", limit: limits.maxOperationBytes)
         return Request(client: c, timestamp: t, sessionStart: s, operation: op)
+    }
+
+    /// Decodes fields and signature, computing the digest once (the generic path would hash
+    /// the request twice: once without its signature, once when the signature is set).
+    public static func decodeInline(_ r: inout WireReader, limits: MessageLimits) throws(DecodeError) -> Request {
+        let c = try r.u32(), t = try r.u64(), s = try r.bool()
+        let op = try r.blob(field: "operation", limit: limits.maxOperationBytes)
+        let sig = try r.raw(signatureByteCount)
+        return Request(client: c, timestamp: t, sessionStart: s, operation: op, signature: sig)
     }
 }
 
