@@ -33,17 +33,30 @@ public final class ChaCha20Poly1305 {
     public func seal(
         _ plaintext: UnsafeRawBufferPointer, nonce: [UInt8], associatedData: UnsafeRawBufferPointer
     ) throws(CryptoError) -> [UInt8] {
+        try seal(plaintext, nonce: nonce, associatedData: associatedData, prefix: UnsafeRawBufferPointer(start: nil, count: 0))
+    }
+
+    /// Encrypts `plaintext`, returning `prefix` ‖ ciphertext ‖ 16-byte tag in one
+    /// allocation (a record header in front of its ciphertext without a second copy).
+    public func seal(
+        _ plaintext: UnsafeRawBufferPointer, nonce: [UInt8], associatedData: UnsafeRawBufferPointer,
+        prefix: UnsafeRawBufferPointer
+    ) throws(CryptoError) -> [UInt8] {
         guard nonce.count == ChaCha20Poly1305.nonceByteCount else { throw .invalidNonceLength(nonce.count) }
-        let count = plaintext.count + ChaCha20Poly1305.tagByteCount
+        let sealedCount = plaintext.count + ChaCha20Poly1305.tagByteCount
+        let count = prefix.count + sealedCount
         var ok: Int32 = 0
         let out = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if prefix.count > 0 {
+                UnsafeMutableRawBufferPointer(buffer).copyMemory(from: prefix)
+            }
             ok = nonce.withUnsafeBufferPointer { n in
                 bft_chachapoly_seal(handle, n.baseAddress, n.count,
                                     associatedData.baseAddress, associatedData.count,
                                     plaintext.baseAddress, plaintext.count,
-                                    buffer.baseAddress, count)
+                                    buffer.baseAddress! + prefix.count, sealedCount)
             }
-            initialized = count // zeroed by the shim on failure
+            initialized = count // the sealed part is zeroed by the shim on failure
         }
         guard ok == 1 else { throw .openssl("ChaCha20-Poly1305 seal failed") }
         return out

@@ -54,12 +54,16 @@ public struct CipherState {
         return out
     }
 
-    /// `EncryptWithAd(ad, plaintext)`.
-    public mutating func encryptWithAd(_ ad: UnsafeRawBufferPointer, _ plaintext: UnsafeRawBufferPointer) throws(SessionError) -> [UInt8] {
-        guard let aead else { return Array(plaintext) }
+    /// `EncryptWithAd(ad, plaintext)`; the result is preceded by `prefix` (not
+    /// encrypted), so a record header and its ciphertext share one allocation.
+    public mutating func encryptWithAd(_ ad: UnsafeRawBufferPointer, _ plaintext: UnsafeRawBufferPointer,
+                                       prefix: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) throws(SessionError) -> [UInt8] {
+        guard let aead else { return Array(prefix) + Array(plaintext) }
         guard nonce != CipherState.maxNonce else { throw .nonceExhausted }
         let out: [UInt8]
-        do { out = try aead.seal(plaintext, nonce: CipherState.encodeNonce(nonce), associatedData: ad) } catch { throw .internalError }
+        do {
+            out = try aead.seal(plaintext, nonce: CipherState.encodeNonce(nonce), associatedData: ad, prefix: prefix)
+        } catch { throw .internalError }
         nonce += 1
         return out
     }

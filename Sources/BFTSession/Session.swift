@@ -65,7 +65,12 @@ public final class Session {
         guard frameBody.count <= limits.maxFrameBodyBytes else { throw fail(.recordTooLarge) }
         let header = bigEndianBytes(sender.nonce) + bigEndianBytes(UInt32(frameBody.count))
         do {
-            return try header + sender.encryptWithAd(header, frameBody)
+            // The header is both the associated data and the record's first 12 bytes.
+            return try header.withUnsafeBytes { h in
+                frameBody.withUnsafeBytes { body in
+                    Result { () throws(SessionError) in try sender.encryptWithAd(h, body, prefix: h) }
+                }
+            }.get()
         } catch {
             throw fail(error)
         }

@@ -101,6 +101,14 @@ struct SessionPrimitiveTests {
         #expect(sealed == Self.aeadCiphertext + Self.aeadTag)
         let opened = try aead.open(sealed, nonce: Self.aeadNonce, associatedData: Self.aeadAD)
         #expect(opened == Self.aeadPlaintext)
+        // With a prefix: prefix ‖ the same ciphertext ‖ tag, in one buffer.
+        let prefix: [UInt8] = [0xde, 0xad, 0xbe, 0xef]
+        let prefixed = try Self.aeadPlaintext.withUnsafeBytes { p in
+            try Self.aeadAD.withUnsafeBytes { a in
+                try prefix.withUnsafeBytes { x in try aead.seal(p, nonce: Self.aeadNonce, associatedData: a, prefix: x) }
+            }
+        }
+        #expect(prefixed == prefix + sealed)
         // The same keyed context, reused: sealing again after an open gives the same bytes.
         #expect(try aead.seal(Self.aeadPlaintext, nonce: Self.aeadNonce, associatedData: Self.aeadAD) == sealed)
     }
