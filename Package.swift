@@ -3,8 +3,11 @@ import PackageDescription
 
 /// Module map (why each target exists):
 /// - `COpenSSL`: system library for libcrypto (OpenSSL 3, from libssl-dev).
-/// - `CBFTCryptoShim`: tiny C shim over the EVP API with prefixed symbols (Ed25519, SHA-256).
+/// - `CBFTCryptoShim`: tiny C shim over the EVP API with prefixed symbols (Ed25519, SHA-256,
+///   X25519, ChaCha20-Poly1305, HMAC-SHA256).
 /// - `BFTCrypto`: Swift types for keys, signatures and digests; checks lengths, turns return codes into errors.
+/// - `BFTSession`: authenticated sessions without sockets: Noise XX handshake bound to the
+///   Ed25519 identities of cluster.json, then per-direction record protection.
 /// - `BFTCore`: the pure PBFT protocol (no sockets, files, clocks, randomness or tasks) and its canonical wire codec.
 /// - `BFTSim`: deterministic simulator (network faults, crashes, Byzantine wrappers, checkers).
 /// - `BFTNode`: the networked replica (SwiftNIO), applications, configuration, client runtime.
@@ -40,6 +43,7 @@ let package = Package(
         ),
         .target(name: "CBFTCryptoShim", dependencies: ["COpenSSL"], linkerSettings: [.linkedLibrary("crypto")]),
         .target(name: "BFTCrypto", dependencies: ["CBFTCryptoShim"]),
+        .target(name: "BFTSession", dependencies: ["BFTCrypto"]),
         .target(name: "BFTCore", dependencies: ["BFTCrypto"]),
         .target(name: "BFTStorage"),
         .target(name: "BFTByzantine", dependencies: ["BFTCore", "BFTCrypto"]),
@@ -97,6 +101,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "BFTCryptoTests", dependencies: ["BFTCrypto"]),
+        .testTarget(name: "BFTSessionTests", dependencies: ["BFTSession", "BFTCrypto"]),
         .testTarget(name: "BFTStorageTests", dependencies: ["BFTStorage"]),
         .testTarget(name: "BFTCoreTests", dependencies: ["BFTCore", "BFTCrypto"]),
         .testTarget(name: "BFTSimTests", dependencies: ["BFTSim", "BFTCore", "BFTByzantine"]),

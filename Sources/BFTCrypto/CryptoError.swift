@@ -14,11 +14,21 @@ public enum CryptoError: Error, Equatable, CustomStringConvertible {
     case wrongKeyType
     /// An OpenSSL call failed for a reason other than malformed input.
     case openssl(String)
+    /// An AEAD nonce had the wrong number of bytes (payload: the length given; 12 expected).
+    case invalidNonceLength(Int)
+    /// An AEAD ciphertext was shorter than its 16-byte tag (payload: the length given).
+    case invalidCiphertextLength(Int)
+    /// An AEAD tag did not verify: the ciphertext, nonce, key or associated data
+    /// differ from what was sealed. No plaintext is returned.
+    case authenticationFailure
+    /// An X25519 peer key gave the all-zero shared secret (a low-order point,
+    /// RFC 7748 section 6.1): the peer could force a known key, so it is refused.
+    case lowOrderPoint
 
     public var description: String {
         switch self {
         case .invalidKeyLength(let n):
-            return "invalid Ed25519 key length \(n) (expected 32 bytes)"
+            return "invalid key length \(n) (expected 32 bytes)"
         case .invalidSignatureLength(let n):
             return "invalid Ed25519 signature length \(n) (expected 64 bytes)"
         case .invalidPEM(let reason):
@@ -27,6 +37,14 @@ public enum CryptoError: Error, Equatable, CustomStringConvertible {
             return "wrong key type (expected ED25519)"
         case .openssl(let reason):
             return "OpenSSL error: \(reason)"
+        case .invalidNonceLength(let n):
+            return "invalid nonce length \(n) (expected 12 bytes)"
+        case .invalidCiphertextLength(let n):
+            return "invalid ciphertext length \(n) (shorter than the 16-byte tag)"
+        case .authenticationFailure:
+            return "authentication tag mismatch"
+        case .lowOrderPoint:
+            return "X25519 peer key is a low-order point (all-zero shared secret)"
         }
     }
 }

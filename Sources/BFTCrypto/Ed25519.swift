@@ -5,7 +5,7 @@ import CBFTCryptoShim
 /// Why: OpenSSL's error queue is thread-local; the shim copies the reason out and
 /// clears the queue inside the same call, so nothing depends on thread affinity.
 @inline(__always)
-private func withOpenSSLErrorMessage<R>(
+func withOpenSSLErrorMessage<R>(
     _ body: (UnsafeMutablePointer<CChar>, Int) -> R
 ) -> (R, String) {
     var buffer = [CChar](repeating: 0, count: 256)

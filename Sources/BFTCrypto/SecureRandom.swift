@@ -18,3 +18,19 @@ public enum SecureRandom {
         }
     }
 }
+
+/// A `RandomNumberGenerator` backed by OpenSSL's DRBG. Code that takes an
+/// injected generator (so tests can be deterministic) gets this in production.
+public struct SecureRandomNumberGenerator: RandomNumberGenerator, Sendable {
+    public init() {}
+
+    public mutating func next() -> UInt64 {
+        var word: UInt64 = 0
+        withUnsafeMutableBytes(of: &word) { buffer in
+            guard bft_random_bytes(buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), 8) == 1 else {
+                fatalError("BFTCrypto: RAND_bytes failed")
+            }
+        }
+        return word
+    }
+}
