@@ -53,7 +53,7 @@ let package = Package(
         ]),
         .target(name: "BFTFrameCodec", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
         .target(name: "BFTTransport", dependencies: [
-            "BFTFrameCodec",
+            "BFTFrameCodec", "BFTSession", "BFTCrypto",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -61,15 +61,15 @@ let package = Package(
         .target(name: "BFTApplications", dependencies: [
             "BFTCore", "BFTCrypto", "BFTStorage", .product(name: "Logging", package: "swift-log"),
         ]),
-        .target(name: "BFTConfig", dependencies: ["BFTCore", "BFTCrypto", "BFTStorage"]),
+        .target(name: "BFTConfig", dependencies: ["BFTCore", "BFTCrypto", "BFTStorage", "BFTSession"]),
         .target(name: "BFTClient", dependencies: [
-            "BFTCore", "BFTCrypto", "BFTConfig", "BFTFrameCodec", "BFTTransport",
+            "BFTCore", "BFTCrypto", "BFTConfig", "BFTFrameCodec", "BFTTransport", "BFTSession",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "BFTNode", dependencies: [
-            "BFTCore", "BFTCrypto", "BFTStorage", "BFTFrameCodec", "BFTTransport", "BFTApplications", "BFTConfig",
+            "BFTCore", "BFTCrypto", "BFTStorage", "BFTFrameCodec", "BFTTransport", "BFTApplications", "BFTConfig", "BFTSession",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

@@ -8,6 +8,7 @@ import Synchronization
 import BFTConfig
 import BFTFrameCodec
 import BFTTransport
+import BFTSession
 
 /// Outcome of one request as the application sees it.
 public enum RequestOutcome: Sendable {
@@ -26,7 +27,9 @@ public final class ClientRuntime: @unchecked Sendable {
     let group: MultiThreadedEventLoopGroup
     let ownsGroup: Bool
     let loop: EventLoop
-    let connections: ClientConnections
+    /// One set of connections per client identity: each runs its own authenticated session to
+    /// every replica, so replicas route that client's replies by its own session.
+    let connections: [ClientID: ClientConnections]
     let verifier: MessageVerifier
     let tickInterval: TimeAmount
     let logger: Logger
@@ -69,19 +72,25 @@ public final class ClientRuntime: @unchecked Sendable {
         var limits = WireLimits.default
         limits.maxFrameBodyBytes = proto.maxReplyBytes
         limits.maxClientFrameBodyBytes = proto.maxRequestBytes
-        self.connections = ClientConnections(clusterID: proto.clusterID, replicas: addresses,
-                                             knownKinds: [MessageKind.reply.rawValue], limits: limits,
-                                             group: self.group, logger: logger, onFrame: { sink.deliver($0, $1) })
+        var connections: [ClientID: ClientConnections] = [:]
+        let keyring = configuration.sessionKeyring()
+        for (id, key) in clients {
+            let session = SessionSetup(clusterID: proto.clusterID, principal: .client(id), signingKey: key, keyring: keyring)
+            connections[id] = ClientConnections(clusterID: proto.clusterID, replicas: addresses,
+                                                knownKinds: [MessageKind.reply.rawValue], limits: limits, session: session,
+                                                group: self.group, logger: logger, onFrame: { sink.deliver($0, $1) })
+        }
+        self.connections = connections
         sink.runtime = self
     }
 
     final class Sink: @unchecked Sendable {
         weak var runtime: ClientRuntime?
-        func deliver(_ replica: Int, _ frame: InboundFrame) { runtime?.onFrame(frame) }
+        func deliver(_ replica: Int, _ frame: InboundFrame) { runtime?.onFrame(frame, from: replica) }
     }
 
     public func start() {
-        connections.start()
+        for id in connections.keys.sorted() { connections[id]!.start() }
         tickTask = loop.scheduleRepeatedTask(initialDelay: tickInterval, delay: tickInterval) { [weak self] _ in
             self?.onTick()
         }
@@ -103,26 +112,32 @@ public final class ClientRuntime: @unchecked Sendable {
             self.waiting = [:]
         }.wait()
         tickTask?.cancel()
-        try? connections.shutdown().wait()
+        for id in connections.keys.sorted() { try? connections[id]!.shutdown().wait() }
         if ownsGroup { try? group.syncShutdownGracefully() }
     }
 
     /// Replies are decoded on the I/O thread but verified lazily on the client loop: only once
     /// f+1 replies with the same result are in hand, and only those — verifying every reply of
     /// every replica would double the client's share of the signature cost.
-    func onFrame(_ frame: InboundFrame) {
+    func onFrame(_ frame: InboundFrame, from replica: Int) {
         var body = frame.body
         let bytes = body.readBytes(length: body.readableBytes) ?? []
         guard case .reply(let reply)? = try? Message.decode(kind: frame.kind, body: bytes) else {
             badReplies.add(1, ordering: .relaxed)
             return
         }
-        loop.execute { self.onUnverifiedReply(reply) }
+        // A reply that replica r sent over our authenticated session with r is r's: the session
+        // proves it, so its signature need not be checked (replies are authenticated by the session).
+        let bySession = frame.principal == .replica(UInt32(replica)) && reply.replica == replica
+        loop.execute { self.onUnverifiedReply(reply, authenticatedBySession: bySession) }
     }
 
     /// The core decides which replies to verify (f+1 matching ones); the shell verifies them.
-    func onUnverifiedReply(_ reply: Reply) {
+    func onUnverifiedReply(_ reply: Reply, authenticatedBySession: Bool) {
         guard var core = cores[reply.client] else { return }
+        if authenticatedBySession {
+            return onReply(reply)
+        }
         let toVerify = core.onUnverifiedReply(reply)
         cores[reply.client] = core
         for r in toVerify {
@@ -156,7 +171,7 @@ public final class ClientRuntime: @unchecked Sendable {
         for r in out.broadcasts {
             var buf = ByteBufferAllocator().buffer(capacity: 0)
             buf.writeBytes(r.encoded)
-            connections.broadcast(kind: MessageKind.request.rawValue, body: buf)
+            connections[id]?.broadcast(kind: MessageKind.request.rawValue, body: buf)
         }
         for c in out.completions {
             if let cb = callbacks[id]?.removeValue(forKey: c.timestamp) { cb(.completed(result: c.result, retries: c.retries, view: c.view)) }

@@ -1,6 +1,7 @@
 import BFTCore
 import BFTCrypto
 import Foundation
+import BFTSession
 
 /// Why loading or checking a configuration or key file failed.
 ///
@@ -324,6 +325,19 @@ public struct ClusterConfiguration: Sendable {
         var clientKeys: [ClientID: Ed25519PublicKey] = [:]
         for c in clients { clientKeys[c.id] = c.publicKey }
         return Ed25519Keyring(replicaKeys: replicas.map(\.publicKey), clientKeys: clientKeys)
+    }
+
+    /// Identity keys for session handshakes: a principal's Ed25519 key from this file, or nil
+    /// when it is not a replica or client of this cluster.
+    public func sessionKeyring() -> @Sendable (SessionPrincipal) -> Ed25519PublicKey? {
+        let replicaKeys = replicas.map(\.publicKey)
+        let clientKeys = clients.map(\.publicKey)
+        return { principal in
+            switch principal {
+            case .replica(let r): return Int(r) < replicaKeys.count ? replicaKeys[Int(r)] : nil
+            case .client(let c): return Int(c) < clientKeys.count ? clientKeys[Int(c)] : nil
+            }
+        }
     }
 
     /// Where replica `replica` listens. Precondition: `0 <= replica < n` (callers check ids

@@ -119,6 +119,8 @@ public final class MessageVerifier: Sendable {
     /// Most request digests remembered as verified.
     public let verifiedRequestCacheLimit: Int
     private let cache: Mutex<DigestCache>
+    /// Requests received over their own client's session (see `acceptFromOwnSession`).
+    private let sessionRequests: Mutex<DigestCache>
     /// Reply batch signatures already verified, by digest of (signed bytes, signature). Replies
     /// are signed once per executed batch (`Reply.entries`), so a client with several requests
     /// in one batch gets the same signature from a replica several times: it is checked once.
@@ -138,6 +140,7 @@ public final class MessageVerifier: Sendable {
         self.clientCount = clientCount
         self.verifiedRequestCacheLimit = verifiedRequestCacheLimit
         self.cache = Mutex(DigestCache(limit: verifiedRequestCacheLimit))
+        self.sessionRequests = Mutex(DigestCache(limit: verifiedRequestCacheLimit))
         self.replyBatches = Mutex(DigestCache(limit: 4096))
         self.verifiedMessages = Mutex(DigestCache(limit: MessageVerifier.verifiedMessageCacheLimit))
     }
@@ -159,6 +162,15 @@ public final class MessageVerifier: Sendable {
         }
     }
 
+    /// A request that arrived over its own client's authenticated session: the session proves
+    /// its sender, so its signature is not checked here. Its digest is remembered, so the same
+    /// request (byte for byte, signature included) inside a pre-prepare needs no check either;
+    /// a replica that did not receive it this way checks its signature there (`verifyRequest`).
+    public func acceptFromOwnSession(_ r: Request) -> VerifiedMessage {
+        sessionRequests.withLock { $0.insert(r.digest) }
+        return VerifiedMessage(.request(r))
+    }
+
     /// For messages this replica created itself (trusted by construction).
     public func trusted(_ message: Message) -> VerifiedMessage { VerifiedMessage(message) }
 
@@ -176,7 +188,7 @@ public final class MessageVerifier: Sendable {
 
     private func verifyRequest(_ r: Request) -> Bool {
         let d = r.digest
-        if cache.withLock({ $0.contains(d) }) { return true }
+        if cache.withLock({ $0.contains(d) }) || sessionRequests.withLock({ $0.contains(d) }) { return true }
         guard check(r) else { return false }
         cache.withLock { $0.insert(d) }
         return true

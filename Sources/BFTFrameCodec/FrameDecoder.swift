@@ -30,6 +30,24 @@ public final class FrameAdmission {
     }
 }
 
+/// Which frame kinds a connection may receive right now, and how large, when that changes during
+/// the connection's life: before its session is authenticated only small handshake frames; after,
+/// sealed records up to what the authenticated principal may send. Checked on each header, before
+/// any body byte is buffered, so a stranger cannot make us buffer a large frame.
+///
+/// Event-loop bound: used only from the channel's pipeline.
+public final class FrameGate {
+    /// Kind → largest body accepted; a kind not listed is refused.
+    public var maxBodyBytes: [UInt8: Int]
+
+    public init(maxBodyBytes: [UInt8: Int]) { self.maxBodyBytes = maxBodyBytes }
+
+    func check(_ header: FrameHeader) throws(FrameError) {
+        guard let limit = maxBodyBytes[header.kind] else { throw .unknownKind(header.kind) }
+        if Int(header.bodyLength) > limit { throw .oversized(header.bodyLength) }
+    }
+}
+
 /// Turns a byte stream into `Frame`s.
 ///
 /// The header is validated as its bytes arrive and *before* any body bytes are waited for:
@@ -48,6 +66,7 @@ public struct FrameDecoder: ByteToMessageDecoder {
 
     public let rules: FrameRules
     let admission: FrameAdmission?
+    let gate: FrameGate?
     /// The validated header of the frame whose body is still arriving, so large bodies that
     /// arrive in many reads are not re-validated each time.
     private var pendingHeader: FrameHeader?
@@ -60,9 +79,10 @@ public struct FrameDecoder: ByteToMessageDecoder {
         self.init(rules: FrameRules(clusterID: clusterID, knownKinds: knownKinds, clientKinds: clientKinds, limits: limits))
     }
 
-    public init(rules: FrameRules, admission: FrameAdmission?) {
+    public init(rules: FrameRules, admission: FrameAdmission?, gate: FrameGate? = nil) {
         self.rules = rules
         self.admission = admission
+        self.gate = gate
         self.pendingHeader = nil
     }
 
@@ -73,6 +93,7 @@ public struct FrameDecoder: ByteToMessageDecoder {
             header = pending
         } else {
             guard let parsed = try FrameHeader.decode(buffer, rules: self.rules) else { return nil }
+            try self.gate?.check(parsed)
             header = parsed
             self.pendingHeader = parsed
         }

@@ -2,6 +2,8 @@ import Logging
 import NIOCore
 import NIOPosix
 import BFTFrameCodec
+import BFTCrypto
+import BFTSession
 
 /// Client side of the transport (for `bft-client` and the load generator): one dialed,
 /// auto-reconnecting connection per replica, same framing as replicas use.
@@ -37,11 +39,14 @@ public final class ClientConnections: @unchecked Sendable {
         knownKinds: Set<UInt8>,
         limits: WireLimits = .default,
         backoff: BackoffPolicy = .default,
+        session: SessionSetup? = nil,
         group: EventLoopGroup,
         logger: Logger,
         onFrame: @escaping @Sendable (_ replica: Int, _ frame: InboundFrame) -> Void
     ) {
         self.clusterID = clusterID
+        let staticKey = session.flatMap { _ in try? X25519.PrivateKey.generate() }
+        precondition(session == nil || staticKey != nil, "the system's secure random source failed")
         self.limits = limits
         self.logger = logger
         self.group = group
@@ -81,7 +86,8 @@ public final class ClientConnections: @unchecked Sendable {
                             }
                             onFrame(
                                 index,
-                                InboundFrame(connection: connection, kind: frame.kind, body: frame.body, remote: "\(address)")
+                                InboundFrame(connection: connection, kind: frame.kind, body: frame.body, remote: "\(address)",
+                                             principal: session == nil ? nil : .replica(UInt32(index)))
                             )
                         },
                         onError: { error in
@@ -95,7 +101,11 @@ public final class ClientConnections: @unchecked Sendable {
                         }
                     )
                     let handler = FrameConnectionHandler(sink: queue, admission: nil, callbacks: callbacks)
-                    try addFramePipeline(to: channel, rules: rules, admission: nil, handler: handler)
+                    let pipeline = session.map {
+                        SessionPipeline(setup: $0, staticKey: staticKey!, role: .initiator(expected: .replica(UInt32(index))),
+                                        onAuthenticated: { _ in true })
+                    }
+                    try addFramePipeline(to: channel, rules: rules, admission: nil, handler: handler, session: pipeline)
                 }
             )
         }
@@ -110,6 +120,7 @@ public final class ClientConnections: @unchecked Sendable {
         knownKinds: Set<UInt8>,
         limits: WireLimits = .default,
         backoff: BackoffPolicy = .default,
+        session: SessionSetup? = nil,
         group: EventLoopGroup,
         logger: Logger,
         onFrame: @escaping @Sendable (_ replica: Int, _ frame: InboundFrame) -> Void
@@ -120,6 +131,7 @@ public final class ClientConnections: @unchecked Sendable {
             knownKinds: knownKinds,
             limits: limits,
             backoff: backoff,
+            session: session,
             group: group,
             logger: logger,
             onFrame: onFrame

@@ -1,6 +1,8 @@
 import Logging
 import NIOCore
 import BFTFrameCodec
+import BFTCrypto
+import BFTSession
 
 /// What a connection reports to its owner. All callbacks run on the channel's event loop.
 struct ConnectionCallbacks: Sendable {
@@ -136,6 +138,9 @@ struct ConnectionErrorReporter: Sendable {
         let label: String
         let level: Logger.Level
         switch error {
+        case let closed as SessionClosed:
+            label = "session_" + closed.reason
+            level = .notice
         case let frameError as FrameError:
             label = frameError.reasonLabel
             level = .notice
@@ -166,14 +171,48 @@ func addFramePipeline(
     to channel: Channel,
     rules: FrameRules,
     admission: FrameAdmission?,
-    handler: FrameConnectionHandler
+    handler: FrameConnectionHandler,
+    session: SessionPipeline? = nil
 ) throws {
-    let maxBody = max(rules.limits.maxFrameBodyBytes, rules.limits.maxClientFrameBodyBytes)
+    guard let session else {
+        let maxBody = max(rules.limits.maxFrameBodyBytes, rules.limits.maxClientFrameBodyBytes)
+        let decoder = ByteToMessageHandler(
+            FrameDecoder(rules: rules, admission: admission),
+            maximumBufferSize: FrameHeader.byteCount + maxBody + 4 * 1024 * 1024
+        )
+        try channel.pipeline.syncOperations.addHandlers([decoder, handler])
+        return
+    }
+    // With sessions the decoder sees only handshake and sealed frames (the gate admits the
+    // former before authentication, the latter after); the session handler opens records into
+    // the inner frames `rules` describes.
+    let outer = session.outerRules(inner: rules)
+    let gate = FrameGate(maxBodyBytes: [:])
     let decoder = ByteToMessageHandler(
-        FrameDecoder(rules: rules, admission: admission),
-        maximumBufferSize: FrameHeader.byteCount + maxBody + 4 * 1024 * 1024
+        FrameDecoder(rules: outer, admission: admission, gate: gate),
+        maximumBufferSize: FrameHeader.byteCount + outer.limits.maxFrameBodyBytes + 4 * 1024 * 1024
     )
-    try channel.pipeline.syncOperations.addHandlers([decoder, handler])
+    let sessionHandler = SessionHandler(role: session.role, setup: session.setup, staticKey: session.staticKey, gate: gate,
+                                        innerRules: rules, onAuthenticated: session.onAuthenticated)
+    try channel.pipeline.syncOperations.addHandlers([decoder, sessionHandler, handler])
+}
+
+/// How to put a session handler into a connection's pipeline.
+struct SessionPipeline {
+    let setup: SessionSetup
+    let staticKey: X25519.PrivateKey
+    let role: SessionHandler.Role
+    let onAuthenticated: (SessionPrincipal) -> Bool
+
+    /// The decoder's rules for the outer frames: handshake frames (small) and sealed records
+    /// large enough for the largest inner frame.
+    func outerRules(inner: FrameRules) -> FrameRules {
+        var limits = inner.limits
+        limits.maxFrameBodyBytes = 1 + max(inner.limits.maxFrameBodyBytes, inner.limits.maxClientFrameBodyBytes) + Session.recordOverhead
+        limits.maxClientFrameBodyBytes = SessionFrameKind.maxHandshakeBytes
+        return FrameRules(clusterID: inner.clusterID, knownKinds: [SessionFrameKind.handshake, SessionFrameKind.sealed],
+                          clientKinds: [SessionFrameKind.handshake], limits: limits)
+    }
 }
 
 /// Human-readable remote address ("ip:port") for logs and `InboundFrame.remote`.

@@ -2,6 +2,8 @@ import Logging
 import NIOCore
 import NIOPosix
 import BFTFrameCodec
+import BFTCrypto
+import BFTSession
 
 /// A frame received on an inbound connection.
 ///
@@ -14,12 +16,16 @@ public struct InboundFrame: Sendable {
     public let body: ByteBuffer
     /// "ip:port" of the sender, for logs only (not authenticated).
     public let remote: String
+    /// Who is at the other end, proven by the connection's session handshake (nil when the
+    /// transport runs without sessions, as some transport tests do).
+    public let principal: SessionPrincipal?
 
-    public init(connection: ConnectionID, kind: UInt8, body: ByteBuffer, remote: String) {
+    public init(connection: ConnectionID, kind: UInt8, body: ByteBuffer, remote: String, principal: SessionPrincipal? = nil) {
         self.connection = connection
         self.kind = kind
         self.body = body
         self.remote = remote
+        self.principal = principal
     }
 }
 
@@ -78,6 +84,10 @@ public final class Transport: @unchecked Sendable {
     private let flow: InboundFlowControl
     private let reporter: ConnectionErrorReporter
     private let links: [Int: PeerLink]
+    /// Authenticated sessions on every connection (nil: plain frames, for transport tests).
+    private let session: SessionSetup?
+    /// This process's Noise static key (fresh per process; identity comes from the Ed25519 key).
+    private let staticKey: X25519.PrivateKey?
 
     private enum Phase { case idle, started, shutDown }
 
@@ -87,6 +97,7 @@ public final class Transport: @unchecked Sendable {
         let queue: OutboundFrameQueue
         let remote: String
         var penalties = 0
+        var principal: SessionPrincipal?
     }
 
     private struct State {
@@ -95,6 +106,8 @@ public final class Transport: @unchecked Sendable {
         var inbound: [ConnectionID: InboundRecord] = [:]
         var nextConnectionID: ConnectionID = 1
         var shutdownFuture: EventLoopFuture<Void>?
+        /// Open authenticated sessions per principal on accepted connections.
+        var sessionsPerPrincipal: [SessionPrincipal: Int] = [:]
     }
 
     private let state = LockedBox(State())
@@ -113,11 +126,16 @@ public final class Transport: @unchecked Sendable {
         clientKinds: Set<UInt8> = [],
         limits: WireLimits = .default,
         backoff: BackoffPolicy = .default,
+        session: SessionSetup? = nil,
         group: EventLoopGroup,
         logger: Logger,
         onFrame: @escaping @Sendable (InboundFrame) -> Void
     ) {
         self.clusterID = clusterID
+        self.session = session
+        let staticKey = session.flatMap { _ in try? X25519.PrivateKey.generate() }
+        precondition(session == nil || staticKey != nil, "the system's secure random source failed")
+        self.staticKey = staticKey
         self.limits = limits
         self.rules = FrameRules(clusterID: clusterID, knownKinds: knownKinds, clientKinds: clientKinds, limits: limits)
         self.clientBudget = OutboundBudget(limit: limits.maxOutboundQueuedBytesAllClients)
@@ -173,7 +191,11 @@ public final class Transport: @unchecked Sendable {
                         }
                     )
                     let handler = FrameConnectionHandler(sink: queue, admission: nil, callbacks: callbacks)
-                    try addFramePipeline(to: channel, rules: rules, admission: nil, handler: handler)
+                    let pipeline = session.map {
+                        SessionPipeline(setup: $0, staticKey: staticKey!, role: .initiator(expected: .replica(UInt32(id))),
+                                        onAuthenticated: { _ in true })
+                    }
+                    try addFramePipeline(to: channel, rules: rules, admission: nil, handler: handler, session: pipeline)
                 }
             )
         }
@@ -192,6 +214,7 @@ public final class Transport: @unchecked Sendable {
         clientKinds: Set<UInt8> = [],
         limits: WireLimits = .default,
         backoff: BackoffPolicy = .default,
+        session: SessionSetup? = nil,
         group: EventLoopGroup,
         logger: Logger,
         onFrame: @escaping @Sendable (InboundFrame) -> Void
@@ -205,6 +228,7 @@ public final class Transport: @unchecked Sendable {
             clientKinds: clientKinds,
             limits: limits,
             backoff: backoff,
+            session: session,
             group: group,
             logger: logger,
             onFrame: onFrame
@@ -467,6 +491,8 @@ public final class Transport: @unchecked Sendable {
         let flow = self.flow
         let admission = FrameAdmission { flow.tryAdmit(id) }
         let onFrame = self.onFrame
+        // Set once by the session handshake, read for every frame (both on this channel's loop).
+        let principal = NIOLoopBoundBox<SessionPrincipal?>(nil, eventLoop: channel.eventLoop)
         let stats = self.statsRecorder
         let reporter = self.reporter
         let callbacks = ConnectionCallbacks(
@@ -482,7 +508,7 @@ public final class Transport: @unchecked Sendable {
                     $0.framesIn += 1
                     $0.bytesIn += FrameHeader.byteCount + frame.body.readableBytes
                 }
-                onFrame(InboundFrame(connection: id, kind: frame.kind, body: frame.body, remote: remote))
+                onFrame(InboundFrame(connection: id, kind: frame.kind, body: frame.body, remote: remote, principal: principal.value))
             },
             onError: { error in
                 reporter.report(error, connection: id, remote: remote, role: "inbound")
@@ -503,8 +529,15 @@ public final class Transport: @unchecked Sendable {
             loop.execute { bound.value.resume() }
         }
         // If the pipeline cannot be built, forget the connection again.
+        let pipeline = self.session.map { setup in
+            SessionPipeline(setup: setup, staticKey: self.staticKey!, role: .responder) { [weak self] peer in
+                guard let self, self.sessionAuthenticated(id, peer) else { return false }
+                principal.value = peer
+                return true
+            }
+        }
         do {
-            try addFramePipeline(to: channel, rules: self.rules, admission: admission, handler: handler)
+            try addFramePipeline(to: channel, rules: self.rules, admission: admission, handler: handler, session: pipeline)
         } catch {
             self.inboundClosed(id)
             throw error
@@ -517,8 +550,31 @@ public final class Transport: @unchecked Sendable {
         }
     }
 
+    /// Records the principal an accepted connection proved; false (the connection is then
+    /// closed) when that principal already has its cap of open sessions.
+    private func sessionAuthenticated(_ id: ConnectionID, _ peer: SessionPrincipal) -> Bool {
+        let cap: Int
+        switch peer {
+        case .replica: cap = self.session?.maxSessionsPerReplica ?? 1
+        case .client: cap = self.session?.maxSessionsPerClient ?? 1
+        }
+        return self.state.withLock { s in
+            guard s.inbound[id] != nil, s.sessionsPerPrincipal[peer, default: 0] < cap else { return false }
+            s.sessionsPerPrincipal[peer, default: 0] += 1
+            s.inbound[id]!.principal = peer
+            return true
+        }
+    }
+
     private func inboundClosed(_ id: ConnectionID) {
-        let record = self.state.withLock { $0.inbound.removeValue(forKey: id) }
+        let record = self.state.withLock { s -> InboundRecord? in
+            let record = s.inbound.removeValue(forKey: id)
+            if let peer = record?.principal {
+                s.sessionsPerPrincipal[peer, default: 1] -= 1
+                if s.sessionsPerPrincipal[peer] == 0 { s.sessionsPerPrincipal[peer] = nil }
+            }
+            return record
+        }
         self.flow.unregister(id)
         record?.queue.close(countingAs: "connectionClosed")
     }

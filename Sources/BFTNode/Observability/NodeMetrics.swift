@@ -34,6 +34,7 @@ public final class NodeMetrics: @unchecked Sendable {
     // MARK: Series
 
     let requestsReceived: Counter
+    let requestsSessionAuthenticated: Counter
     let requestsOrdered: Counter
     let requestsExecuted: Counter
     let batches: Counter
@@ -92,7 +93,10 @@ public final class NodeMetrics: @unchecked Sendable {
 
         requestsReceived = counter(
             "bft_requests_received_total",
-            "Client requests received and accepted by signature verification.")
+            "Client requests received and accepted (by signature verification or by their client's own session).")
+        requestsSessionAuthenticated = counter(
+            "bft_requests_session_authenticated_total",
+            "Client requests accepted without a signature check because they arrived over their client's own authenticated session.")
         requestsOrdered = counter(
             "bft_requests_ordered_total",
             "Client requests whose sequence number was committed (ordered) at this replica.")
@@ -157,6 +161,11 @@ public final class NodeMetrics: @unchecked Sendable {
     /// Client requests that passed verification at the edge.
     public func requestReceived(count: Int = 1) {
         Self.add(requestsReceived, count)
+    }
+
+    /// A request accepted on the session fast path (no signature check).
+    public func requestAuthenticatedBySession(count: Int = 1) {
+        Self.add(requestsSessionAuthenticated, count)
     }
 
     /// A batch was committed (ordered): counts one batch, `requests` ordered requests, and

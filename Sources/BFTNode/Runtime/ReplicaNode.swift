@@ -1,4 +1,5 @@
 import BFTCore
+import BFTSession
 import BFTCrypto
 import Foundation
 import Logging
@@ -83,6 +84,9 @@ public final class ReplicaNode: @unchecked Sendable {
     /// Most messages handed to the core in one step.
     public let maxStepBatch = 512
     let counters = Mutex(NodeCounters())
+    /// Whether this replica is the primary of its view, as of its last step: read by the I/O
+    /// threads to decide whether a request from its own client session still needs a signature check.
+    let isPrimaryHint = Atomic<Bool>(false)
 
     public init(configuration: ClusterConfiguration, id: ReplicaID, key: Ed25519PrivateKey,
                 application: any ReplicatedApplication, dataDirectory: String, deliverLogPath: String?,
@@ -127,7 +131,10 @@ public final class ReplicaNode: @unchecked Sendable {
         self.transport = Transport(
             clusterID: proto.clusterID, listenHost: listenHost ?? me.host, listenPort: me.port, peers: peers,
             knownKinds: Set(MessageKind.allCases.map(\.rawValue)), clientKinds: [MessageKind.request.rawValue],
-            limits: limits, group: ioGroup, logger: logger, onFrame: { sink.deliver($0) })
+            limits: limits,
+            session: SessionSetup(clusterID: proto.clusterID, principal: .replica(UInt32(id)), signingKey: key,
+                                  keyring: configuration.sessionKeyring()),
+            group: ioGroup, logger: logger, onFrame: { sink.deliver($0) })
         sink.node = self
         if let metricsAddress {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -195,13 +202,25 @@ public final class ReplicaNode: @unchecked Sendable {
             transport.release(frame)
             return
         }
-        switch verifier.verify(message) {
+        // The fast path: a request that arrived over its own client's authenticated session needs
+        // no Ed25519 check — the session proves who sent it. The primary still checks it, since it
+        // proposes it to backups that may not have received it directly (they check the client's
+        // signature inside the pre-prepare) and a request with a bad signature would make a
+        // correct primary look faulty.
+        let result: Result<VerifiedMessage, VerificationFailure>
+        if case .request(let r) = message, frame.principal == .client(r.client), !isPrimaryHint.load(ordering: .relaxed) {
+            result = .success(verifier.acceptFromOwnSession(r))
+            metrics.requestAuthenticatedBySession()
+        } else {
+            result = verifier.verify(message)
+            if case .success = result { metrics.signaturesVerified() }
+        }
+        switch result {
         case .failure(let why):
             count(drop: why.reason)
             transport.penalize(frame.connection, reason: why.description)
             transport.release(frame)
         case .success(let verified):
-            metrics.signaturesVerified()
             if case .request = message { metrics.requestReceived() }
             let schedule = inbox.withLock { box -> Bool in
                 box.items.append((verified, frame.connection, frame))
@@ -237,14 +256,19 @@ public final class ReplicaNode: @unchecked Sendable {
         }
         metrics.setSignatureVerifyQueueDepth(inbox.withLock { $0.items.count })
         let now = NIODeadline.now()
-        for (m, conn, _) in batch {
+        for (m, conn, frame) in batch {
             if case .prePrepare(let pp) = m.message, prePrepareSeen[pp.seq] == nil, prePrepareSeen.count < maxTrackedSlots {
                 prePrepareSeen[pp.seq] = now
             }
-            if case .request(let r) = m.message { clientConnections[r.client] = conn }
+            // Replies go where the client's own authenticated session is: a request relayed by a
+            // replica (or by anyone else) never moves the route.
+            if case .request(let r) = m.message, frame.principal == .client(r.client) || frame.principal == nil {
+                clientConnections[r.client] = conn
+            }
         }
         if halted { for (_, _, frame) in batch { transport.release(frame) }; return }
         let out = driver.stepOnly(batch.map(\.0))
+        isPrimaryHint.store(replica.isPrimary, ordering: .relaxed)
         for (_, _, frame) in batch { transport.release(frame) }
         if applicationFailed() { return }
         apply(out)
@@ -263,6 +287,7 @@ public final class ReplicaNode: @unchecked Sendable {
         if halted { return }
         ticks += 1
         let ticked = driver.tickOnly(now: ticks)
+        isPrimaryHint.store(replica.isPrimary, ordering: .relaxed)
         if applicationFailed() { return }
         apply(ticked)
         let now = NIODeadline.now()
