@@ -31,6 +31,20 @@ public struct Scenario: Sendable, CustomStringConvertible {
     /// checkpoints span many chunks and view changes re-propose batches by digest.
     public var payloadBytes: Int = 0
 
+    // Test-only knobs: weaken one part of the system so a test can show the checkers notice.
+    /// Clients complete a request on the first verified reply instead of f+1 matching ones.
+    public var carelessClients = false
+    /// This replica's application returns a wrong result for its `divergentAtIndex`-th
+    /// execution (its state stays right): a correct-looking replica that diverges.
+    public var divergentApplication: ReplicaID? = nil
+    public var divergentAtIndex: UInt64 = 3
+    /// With `divergentApplication`: its state diverges from that execution on, and its results stay right.
+    public var divergentState = false
+    /// Replaces the slot and batch bounds the state checker enforces (to show it reports).
+    public var stateBoundOverride: Int? = nil
+    /// Byzantine wrappers pass everything through unchanged (an adversary that does nothing).
+    public var passiveAdversaries = false
+
     /// Draws a scenario from a seed.
     public static func random(seed: UInt64, useEd25519: Bool = false) -> Scenario {
         var rng = SimRandom(seed: seed)
@@ -66,6 +80,12 @@ public struct Scenario: Sendable, CustomStringConvertible {
             s.byzantine.append((r, mode))
         }
         if rng.chance(0.3) { s.payloadBytes = rng.int(200...3000) }
+        // Draws appended below leave every earlier draw (and so older seeds' faults) unchanged.
+        // Some Byzantine replicas attack the clients instead: forged or divergent signed replies.
+        if !s.byzantine.isEmpty && rng.chance(0.25) {
+            let k = rng.int(0...(s.byzantine.count - 1))
+            s.byzantine[k].mode = rng.chance(0.5) ? .forgedReplies : .divergentReplies
+        }
         return s
     }
 
@@ -91,7 +111,48 @@ public struct SimulationResult: Sendable {
     public let laterStateChunks: Int
     /// BATCH bodies delivered to correct replicas (fetched after a NEW-VIEW named only digests).
     public let batchBodies: Int
+    /// What each Byzantine wrapper did, in replica order.
+    public let adversaries: [AdversaryReport]
+    /// Largest tables any correct replica held at a tick of the run.
+    public let peakSlots: Int
+    public let peakBatches: Int
+    public let peakPending: Int
     public var passed: Bool { failures.isEmpty }
+    /// Byzantine replicas whose mode never deviated from the honest replica in this run.
+    public var idleAdversaries: [ReplicaID] { adversaries.filter { $0.acted == 0 }.map(\.replica) }
+}
+
+/// One Byzantine replica's activity in a run.
+public struct AdversaryReport: Sendable, CustomStringConvertible {
+    public let replica: ReplicaID
+    public let mode: ByzantineMode
+    public let counters: ByzantineCounters
+    /// The counter that proves this mode acted.
+    public var acted: Int { counters.acted(as: mode) }
+    public var description: String { "r\(replica):\(mode.rawValue) \(counters.summary)" }
+}
+
+/// Simulator-only: wraps the honest application and returns a wrong result for one execution,
+/// leaving the state untouched — a replica whose output diverges without its checkpoints showing it.
+final class DivergentApplication: ReplicatedApplication {
+    let inner: any ReplicatedApplication
+    let atIndex: UInt64
+    let divergeState: Bool
+    var diverged = false
+    init(_ inner: any ReplicatedApplication, atIndex: UInt64, divergeState: Bool) {
+        self.inner = inner; self.atIndex = atIndex; self.divergeState = divergeState
+    }
+
+    func execute(_ operation: [UInt8], context: ExecutionContext) -> [UInt8] {
+        var r = inner.execute(operation, context: context)
+        if context.index == atIndex {
+            // Either the result or (from here on) the state diverges, so each checker is shown alone.
+            if divergeState { diverged = true } else if r.isEmpty { r = [1] } else { r[0] ^= 0xa5 }
+        }
+        return r
+    }
+    func snapshot() -> [UInt8] { inner.snapshot() + (diverged ? [0xd1] : []) }
+    func restore(from snapshot: [UInt8]) throws { try inner.restore(from: snapshot) }
 }
 
 /// A deterministic cluster simulation: replicas, clients and a faulty network driven by one seed.
@@ -118,6 +179,24 @@ public final class Simulation {
     var clientCompleted: [Int] = []
     var clientResults: [[UInt64: [UInt8]]] = []
     var submittedDigests: Set<Digest> = []
+    /// Every submitted operation by request digest, so the model can execute the agreed order.
+    var operations: [Digest: [UInt8]] = [:]
+    /// Careless clients: the timestamps already completed on a first reply.
+    var carelessDone: [Set<UInt64>] = []
+
+    /// The sequential model: one application fed by the agreed total order.
+    var model: any ReplicatedApplication = HashChainApplication()
+    var modelIndex: UInt64 = 0
+    var modelResults: [UInt64: [UInt8]] = [:]
+    var modelByRequest: [ClientID: [UInt64: [UInt8]]] = [:]
+    var orderDeliveries: [UInt64: Delivery] = [:]
+    /// Client completions waiting for the model to reach their request.
+    var completionsToCheck: [(client: Int, timestamp: UInt64, result: [UInt8])] = []
+    /// Per correct replica: deliveries whose result was compared with the model.
+    var resultsCheckedUpTo: [Int] = []
+    /// The result digest of the first correct reply per (client, timestamp), and who sent it.
+    var correctReplies: [ClientID: [UInt64: (replica: ReplicaID, result: Digest)]] = [:]
+    var peakSlots = 0, peakBatches = 0, peakPending = 0
 
     var now: UInt64 = 0
     var trace = TraceHash()
@@ -181,10 +260,14 @@ public final class Simulation {
         self.replicaSigners = replicaSigners
         for i in 0..<scenario.n {
             persisted.append([])
-            replicas.append(Replica(id: i, config: cfg, signer: replicaSigners[i], application: makeApplication()))
+            replicas.append(Replica(id: i, config: cfg, signer: replicaSigners[i], application: makeApplication(for: i)))
             verifiers.append(MessageVerifier(checker: checker, clusterID: cfg.clusterID, replicaCount: cfg.n, clientCount: cfg.clientCount))
             let byz = scenario.byzantine.first { $0.replica == i }
-            behaviours.append(byz.map { ByzantineBehaviour(mode: $0.mode, id: i, config: cfg, signer: replicaSigners[i], seed: rng.next()) })
+            behaviours.append(byz.map {
+                var b = ByzantineBehaviour(mode: $0.mode, id: i, config: cfg, signer: replicaSigners[i], seed: rng.next())
+                b.passive = scenario.passiveAdversaries
+                return b
+            })
             deliveries.append([])
         }
         for c in 0..<scenario.clients {
@@ -194,13 +277,21 @@ public final class Simulation {
             clientSubmitted.append(0)
             clientCompleted.append(0)
             clientResults.append([:])
+            carelessDone.append([])
         }
+        model = makeApplication()
+        resultsCheckedUpTo = Array(repeating: 0, count: scenario.n)
     }
 
     let debugEnabled = ProcessInfo.processInfo.environment["BFT_SIM_DEBUG"] != nil
 
     func makeApplication() -> any ReplicatedApplication {
         scenario.payloadBytes > 0 ? GrowingLogApplication() as any ReplicatedApplication : HashChainApplication()
+    }
+
+    func makeApplication(for r: ReplicaID) -> any ReplicatedApplication {
+        let app = makeApplication()
+        return scenario.divergentApplication == r ? DivergentApplication(app, atIndex: scenario.divergentAtIndex, divergeState: scenario.divergentState) : app
     }
 
     func isByzantine(_ r: ReplicaID) -> Bool { behaviours[r] != nil }
@@ -265,7 +356,7 @@ public final class Simulation {
     /// A crash with amnesia: the replica restarts empty and recovers from its persisted records.
     func restartFromLog(_ r: ReplicaID) {
         restarts += 1
-        var fresh = Replica(id: r, config: config, signer: replicaSigners[r], application: makeApplication())
+        var fresh = Replica(id: r, config: config, signer: replicaSigners[r], application: makeApplication(for: r))
         var records: [PersistRecord] = []
         for bytes in persisted[r] {
             guard let rec = try? PersistRecord.decode(bytes) else {
@@ -275,6 +366,9 @@ public final class Simulation {
             records.append(rec)
         }
         let out = fresh.recover(from: records)
+        for case .checkpointMismatch(let seq) in out.events {
+            failures.append("replica \(r): its persisted checkpoint at seq \(seq) does not match its digest after recovery")
+        }
         let before = deliveries[r]
         if debugEnabled {
             print("t=\(now) restart r\(r): records \(records.count) recoveredExec \(fresh.lastExecuted) count \(fresh.executedCount) stable \(fresh.stableSeq) view \(fresh.view) active \(fresh.active); before: lastExec \(replicas[r].lastExecuted) count \(replicas[r].executedCount) stable \(replicas[r].stableSeq); recovered deliveries \(out.deliveries.count)")
@@ -307,7 +401,20 @@ public final class Simulation {
                     failures.append("checkpoint digests differ at seq \(seq): \(prev.hex) vs \(digest.hex) (replica \(r))")
                 }
                 stableDigests[seq] = digest
+            case .checkpointMismatch(let seq):
+                failures.append("replica \(r): its own checkpoint state at seq \(seq) differs from the stable digest (checkpointMismatch)")
             default: break
+            }
+        }
+        for o in output.messages {
+            guard case .reply(let reply) = o.message else { continue }
+            let d = SHA256.hash(reply.result)
+            if let first = correctReplies[reply.client]?[reply.timestamp] {
+                if first.result != d {
+                    failures.append("correct replicas \(first.replica) and \(r) replied differently to client \(reply.client) timestamp \(reply.timestamp)")
+                }
+            } else {
+                correctReplies[reply.client, default: [:]][reply.timestamp] = (r, d)
             }
         }
     }
@@ -336,6 +443,11 @@ public final class Simulation {
         case .client(let c):
             guard case .reply = m.message, case .success(let v) = clientVerifier.verify(m.message),
                   case .reply(let reply) = v.message else { dropCount += 1; return }
+            if scenario.carelessClients, reply.client == c, clients[Int(c)].outstanding[reply.timestamp] != nil,
+               carelessDone[Int(c)].insert(reply.timestamp).inserted {
+                // The weakened client: the first verified reply decides.
+                complete(Int(c), timestamp: reply.timestamp, result: reply.result)
+            }
             let out = clients[Int(c)].onReply(reply)
             handleClient(Int(c), out)
         }
@@ -345,13 +457,18 @@ public final class Simulation {
         for r in out.broadcasts {
             for to in 0..<scenario.n { send(from: .client(ClientID(c)), to: .replica(to), .request(r)) }
         }
-        for done in out.completions {
-            clientCompleted[c] += 1
-            if clientResults[c][done.timestamp] != nil {
-                failures.append("client \(c) completed timestamp \(done.timestamp) twice")
-            }
-            clientResults[c][done.timestamp] = done.result
+        for done in out.completions where !carelessDone[c].contains(done.timestamp) {
+            complete(c, timestamp: done.timestamp, result: done.result)
         }
+    }
+
+    func complete(_ c: Int, timestamp: UInt64, result: [UInt8]) {
+        clientCompleted[c] += 1
+        if clientResults[c][timestamp] != nil {
+            failures.append("client \(c) completed timestamp \(timestamp) twice")
+        }
+        clientResults[c][timestamp] = result
+        completionsToCheck.append((c, timestamp, result))
     }
 
     func clientStep(_ c: Int) {
@@ -360,7 +477,7 @@ public final class Simulation {
             var op = Array("c\(c)-op\(clientSubmitted[c])".utf8)
             if scenario.payloadBytes > 0 { op += [UInt8](repeating: UInt8(truncatingIfNeeded: c &* 31 &+ clientSubmitted[c]), count: scenario.payloadBytes) }
             let (_, out) = clients[c].submit(op)
-            for r in out.broadcasts { submittedDigests.insert(r.digest) }
+            for r in out.broadcasts { submittedDigests.insert(r.digest); operations[r.digest] = r.operation }
             clientSubmitted[c] += 1
             handleClient(c, out)
         }
@@ -396,6 +513,7 @@ public final class Simulation {
             }
             for c in 0..<scenario.clients { clientStep(c) }
             checkSafety()
+            measureTables()
             if done { break }
         }
         if failures.isEmpty && !done {
@@ -403,10 +521,15 @@ public final class Simulation {
             failures.append("liveness: after \(now) ticks clients completed \(clientCompleted) of \(scenario.requestsPerClient) each; \(status.joined(separator: "; "))")
         }
         checkSafety()
+        checkFinal()
+        let adversaries = (0..<scenario.n).compactMap { r in
+            behaviours[r].map { AdversaryReport(replica: r, mode: $0.mode, counters: $0.counters) }
+        }
         return SimulationResult(seed: scenario.seed, scenario: scenario.description, failures: failures,
                                 traceHash: trace.value, ticks: now, delivered: deliveries.map(\.count).max() ?? 0,
                                 viewChanges: viewChanges, stateTransfers: stateTransfers, messages: messageCount, drops: dropCount,
-                                laterStateChunks: laterStateChunks, batchBodies: batchBodies)
+                                laterStateChunks: laterStateChunks, batchBodies: batchBodies, adversaries: adversaries,
+                                peakSlots: peakSlots, peakBatches: peakBatches, peakPending: peakPending)
     }
 
     var checkedUpTo: [Int] = []
@@ -429,6 +552,7 @@ public final class Simulation {
                 if let other = totalOrder[d.index], other != d.digest {
                     failures.append("total order violated at index \(d.index): replica \(r) delivered \(d.digest.hex), another correct replica \(other.hex)")
                 }
+                if totalOrder[d.index] == nil { orderDeliveries[d.index] = d }
                 totalOrder[d.index] = d.digest
                 if !submittedDigests.contains(d.digest) {
                     failures.append("integrity: replica \(r) delivered a request no client submitted (\(d.digest.hex))")
@@ -441,6 +565,96 @@ public final class Simulation {
                 }
                 lastTimestamp[r][d.client] = d.timestamp
             }
+        }
+        advanceModel()
+    }
+
+    /// Feeds the model every agreed request it has not executed yet, then compares what clients
+    /// accepted and what correct replicas delivered with the model's results.
+    func advanceModel() {
+        while let d = orderDeliveries[modelIndex + 1] {
+            guard let op = operations[d.digest] else { break }  // reported by the integrity check
+            modelIndex += 1
+            let result = model.execute(op, context: ExecutionContext(client: d.client, timestamp: d.timestamp, seq: d.seq, index: d.index))
+            modelResults[modelIndex] = result
+            modelByRequest[d.client, default: [:]][d.timestamp] = result
+        }
+        for r in correct {
+            let list = deliveries[r]
+            while resultsCheckedUpTo[r] < list.count, list[resultsCheckedUpTo[r]].index <= modelIndex {
+                let d = list[resultsCheckedUpTo[r]]
+                resultsCheckedUpTo[r] += 1
+                if modelResults[d.index] != d.result {
+                    failures.append("replica \(r) delivered index \(d.index) with a result the sequential model does not produce")
+                }
+            }
+        }
+        var waiting: [(client: Int, timestamp: UInt64, result: [UInt8])] = []
+        for c in completionsToCheck {
+            guard let expected = modelByRequest[ClientID(c.client)]?[c.timestamp] else { waiting.append(c); continue }
+            if expected != c.result {
+                failures.append("client \(c.client) accepted a forged or divergent result for timestamp \(c.timestamp): no correct replica's execution produced it")
+            }
+        }
+        completionsToCheck = waiting
+    }
+
+    /// Checks after the run: every completion matched an executed request, correct replies
+    /// matched the model, and each correct replica's tables stayed bounded.
+    func checkFinal() {
+        for c in completionsToCheck {
+            failures.append("client \(c.client) completed timestamp \(c.timestamp) but no correct replica executed it")
+        }
+        completionsToCheck = []
+        if let highest = totalOrder.keys.max(), highest > modelIndex {
+            failures.append("model: index \(modelIndex + 1) of \(highest) was delivered by no correct replica")
+        }
+        for c in correctReplies.keys.sorted() {
+            for (t, first) in correctReplies[c]!.sorted(by: { $0.key < $1.key }) {
+                if let expected = modelByRequest[c]?[t], SHA256.hash(expected) != first.result {
+                    failures.append("replica \(first.replica) replied to client \(c) timestamp \(t) with a result the model does not produce")
+                }
+            }
+        }
+        // Once every request completed nothing stays pending beyond what clients may still send.
+        checkBounds(pendingBound: scenario.clients * scenario.clientWindow, when: "after the run")
+    }
+
+    var slotBound: Int { scenario.stateBoundOverride ?? Int(config.watermarkWindow) + Self.slotSlack }
+    var batchBound: Int { scenario.stateBoundOverride ?? Self.batchBound(window: Int(config.watermarkWindow)) }
+
+    /// Each correct replica's tables: slots within the watermark window (plus slack), batch
+    /// bodies only for slots, pending requests within `pendingBound`. Reports each breach once.
+    func checkBounds(pendingBound: Int, when: String) {
+        for r in correct {
+            let rep = replicas[r]
+            if rep.slotCount > slotBound {
+                failures.append("bounded state \(when): replica \(r) holds \(rep.slotCount) slots (bound \(slotBound))")
+            }
+            if rep.pendingRequestCount > pendingBound {
+                failures.append("bounded state \(when): replica \(r) holds \(rep.pendingRequestCount) pending requests (bound \(pendingBound))")
+            }
+            if rep.batchCount > batchBound {
+                failures.append("bounded state \(when): replica \(r) holds \(rep.batchCount) batch bodies (bound \(batchBound))")
+            }
+        }
+    }
+
+    /// Slots beyond the watermark window a correct replica may hold (the window is counted from
+    /// the stable checkpoint; a replica may hold slots up to the next checkpoint's proof).
+    static let slotSlack = 8
+    static func batchBound(window: Int) -> Int { 2 * window + 16 }
+
+    /// Records the peaks and checks the hard bounds at every tick: a lagging replica may hold
+    /// up to `maxPendingPerClient` requests per client until it catches up.
+    func measureTables() {
+        for r in correct {
+            peakSlots = max(peakSlots, replicas[r].slotCount)
+            peakBatches = max(peakBatches, replicas[r].batchCount)
+            peakPending = max(peakPending, replicas[r].pendingRequestCount)
+        }
+        if peakSlots > slotBound || peakBatches > batchBound || peakPending > scenario.clients * config.maxPendingPerClient {
+            checkBounds(pendingBound: scenario.clients * config.maxPendingPerClient, when: "at tick \(now)")
         }
     }
 }

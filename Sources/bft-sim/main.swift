@@ -1,5 +1,6 @@
 import ArgumentParser
 import BFTSim
+import Foundation
 
 /// `bft-sim`: the deterministic PBFT simulator. One seed decides the cluster, the workload, the
 /// network faults, crashes and Byzantine replicas; the same seed replays the same trace.
@@ -26,15 +27,21 @@ struct BFTSimCommand: ParsableCommand {
     @Flag(help: "Print each seed's scenario, trace hash and statistics.")
     var verbose = false
 
+    @Option(help: "Seeds run in parallel (default: the number of cores). Output stays in seed order.")
+    var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+
     func run() throws {
-        var passed = 0, failed = 0
-        for i in 0..<seeds {
-            let seed = start + UInt64(i)
-            let scenario = Scenario.random(seed: seed, useEd25519: ed25519)
-            let r = Simulation(scenario: scenario).run()
+        var passed = 0, failed = 0, idle = 0
+        let began = Date()
+        let scenarios = (0..<seeds).map { Scenario.random(seed: start + UInt64($0), useEd25519: ed25519) }
+        let results = SeedRunner.runParallel(scenarios, jobs: jobs)
+        for r in results {
+            let seed = r.seed
+            if !r.idleAdversaries.isEmpty { idle += 1 }
             if verbose || !r.passed {
-                print("seed \(seed): \(r.passed ? "ok" : "FAILED") trace=\(String(r.traceHash, radix: 16)) ticks=\(r.ticks) delivered=\(r.delivered) viewChanges=\(r.viewChanges) stateTransfers=\(r.stateTransfers) laterChunks=\(r.laterStateChunks) batchBodies=\(r.batchBodies) messages=\(r.messages) drops=\(r.drops)")
+                print("seed \(seed): \(r.passed ? "ok" : "FAILED") trace=\(String(r.traceHash, radix: 16)) ticks=\(r.ticks) delivered=\(r.delivered) viewChanges=\(r.viewChanges) stateTransfers=\(r.stateTransfers) laterChunks=\(r.laterStateChunks) batchBodies=\(r.batchBodies) messages=\(r.messages) drops=\(r.drops) peakSlots=\(r.peakSlots) peakBatches=\(r.peakBatches) peakPending=\(r.peakPending)")
                 print("  \(r.scenario)")
+                for a in r.adversaries { print("  adversary \(a)\(a.acted == 0 ? " (idle: its mode never acted)" : "")") }
             }
             if r.passed {
                 passed += 1
@@ -44,6 +51,9 @@ struct BFTSimCommand: ParsableCommand {
                 print("  replay: \(SeedRunner.replayCommand(seed: seed, ed25519: ed25519))")
             }
         }
+        let seconds = Date().timeIntervalSince(began)
+        print("seeds with an idle adversary: \(idle)")
+        print("\(seeds) seeds in \(String(format: "%.1f", seconds)) s (\(String(format: "%.1f", Double(seeds) / max(seconds, 1e-9))) seeds/s, \(jobs) jobs)")
         print("\(passed) passed, \(failed) failed")
         if failed > 0 { throw ExitCode(1) }
     }
