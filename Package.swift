@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(name: "BFTCryptoTests", dependencies: ["BFTCrypto"]),
         .testTarget(name: "BFTStorageTests", dependencies: ["BFTStorage"]),
         .testTarget(name: "BFTCoreTests", dependencies: ["BFTCore", "BFTCrypto"]),
-        .testTarget(name: "BFTSimTests", dependencies: ["BFTSim", "BFTCore", "BFTByzantine"]),
+        .testTarget(name: "BFTSimTests", dependencies: ["BFTSim", "BFTCore", "BFTByzantine"], exclude: ["Scenarios"]),
         .testTarget(name: "BFTNodeTests", dependencies: [
             "BFTNode", "BFTCore", "BFTCrypto",
             .product(name: "NIOEmbedded", package: "swift-nio"),

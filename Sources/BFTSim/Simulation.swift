@@ -30,6 +30,10 @@ public struct Scenario: Sendable, CustomStringConvertible {
     /// the cluster runs with a small size budget — 4 KiB state chunks, small batches — so
     /// checkpoints span many chunks and view changes re-propose batches by digest.
     public var payloadBytes: Int = 0
+    /// Twins (Bano et al., OPODIS 2021): one replica run as two honest instances with the same
+    /// key, placed in different partitions, so it equivocates in every phase without a
+    /// hand-written attack. The twinned replica counts as faulty; the checkers apply to the rest.
+    public var twins: TwinsPlan? = nil
 
     // Test-only knobs: weaken one part of the system so a test can show the checkers notice.
     /// Clients complete a request on the first verified reply instead of f+1 matching ones.
@@ -45,8 +49,8 @@ public struct Scenario: Sendable, CustomStringConvertible {
     /// Byzantine wrappers pass everything through unchanged (an adversary that does nothing).
     public var passiveAdversaries = false
 
-    /// Draws a scenario from a seed.
-    public static func random(seed: UInt64, useEd25519: Bool = false) -> Scenario {
+    /// Draws a scenario from a seed. `forceTwins` twins a replica even where the seed would not.
+    public static func random(seed: UInt64, useEd25519: Bool = false, forceTwins: Bool = false) -> Scenario {
         var rng = SimRandom(seed: seed)
         let n = rng.chance(0.2) ? 7 : 4
         let f = (n - 1) / 3
@@ -86,13 +90,62 @@ public struct Scenario: Sendable, CustomStringConvertible {
             let k = rng.int(0...(s.byzantine.count - 1))
             s.byzantine[k].mode = rng.chance(0.5) ? .forgedReplies : .divergentReplies
         }
+        // Twins: the twinned replica takes the place of a Byzantine one if f are already drawn.
+        if rng.chance(0.2) || forceTwins {
+            if s.byzantine.count >= f { s.byzantine.removeLast() }
+            var t = rng.chance(0.6) ? rng.int(0...1) : rng.int(0...(n - 1))
+            while s.byzantine.contains(where: { $0.replica == t }) { t = (t + 1) % n }
+            s.twins = TwinsPlan.random(twinned: t, n: n, faultTicks: faultTicks, rng: &rng)
+        }
         return s
     }
 
     public var description: String {
         let byz = byzantine.map { "\($0.replica):\($0.mode.rawValue)" }.joined(separator: ",")
-        return "n=\(n) clients=\(clients)x\(requestsPerClient) window=\(clientWindow) payload=\(payloadBytes) faultTicks=\(faultTicks) drop=\(Int(dropRate * 1000))‰ dup=\(Int(duplicateRate * 1000))‰ delay<=\(maxDelayTicks) partitions=\(partitions.count) crashes=\(crashes.count) byzantine=[\(byz)]"
+        let twin = twins.map { " twins=r\($0.replica)/\($0.windows.count)w" } ?? ""
+        return "n=\(n) clients=\(clients)x\(requestsPerClient) window=\(clientWindow) payload=\(payloadBytes) faultTicks=\(faultTicks) drop=\(Int(dropRate * 1000))‰ dup=\(Int(duplicateRate * 1000))‰ delay<=\(maxDelayTicks) partitions=\(partitions.count) crashes=\(crashes.count) byzantine=[\(byz)]\(twin)"
     }
+}
+
+/// Which replica is twinned and how the network is split while the fault phase lasts.
+public struct TwinsPlan: Sendable, Codable, Equatable {
+    /// The twinned replica id: node `replica` is its first instance, node `n` its second.
+    public var replica: ReplicaID
+    /// Partition windows. Nodes are `0 ..< n` (replicas; the twinned id is the first instance)
+    /// and `n` (the twin's second instance). In a window only nodes of one group hear each
+    /// other; a node listed in no group is isolated. Clients reach every node. Windows may
+    /// overlap (a link must be up in each). Outside the windows, and after the heal, every
+    /// node, both instances included, hears every other.
+    public var windows: [TwinsWindow]
+
+    public init(replica: ReplicaID, windows: [TwinsWindow]) { self.replica = replica; self.windows = windows }
+
+    /// One to four windows over the fault phase, each splitting the n+1 nodes into two or three
+    /// groups with the two instances in different groups.
+    public static func random(twinned t: ReplicaID, n: Int, faultTicks: UInt64, rng: inout SimRandom) -> TwinsPlan {
+        var windows: [TwinsWindow] = []
+        for _ in 0..<rng.int(1...4) {
+            let start = UInt64(rng.int(0...Int(faultTicks)))
+            let end = min(faultTicks, start + UInt64(rng.int(100...900)))
+            let groupCount = rng.chance(0.25) ? 3 : 2
+            var groups: [[Int]] = Array(repeating: [], count: groupCount)
+            for node in 0...n {
+                let g = node == t ? 0 : node == n ? 1 : rng.int(0...(groupCount - 1))
+                groups[g].append(node)
+            }
+            windows.append(TwinsWindow(start: start, end: end, groups: groups))
+        }
+        return TwinsPlan(replica: t, windows: windows.sorted { ($0.start, $0.end) < ($1.start, $1.end) })
+    }
+}
+
+public struct TwinsWindow: Sendable, Codable, Equatable {
+    public var start: UInt64
+    public var end: UInt64
+    public var groups: [[Int]]
+    public init(start: UInt64, end: UInt64, groups: [[Int]]) { self.start = start; self.end = end; self.groups = groups }
+
+    func group(of node: Int) -> Int? { groups.firstIndex { $0.contains(node) } }
 }
 
 public struct SimulationResult: Sendable {
@@ -117,6 +170,10 @@ public struct SimulationResult: Sendable {
     public let peakSlots: Int
     public let peakBatches: Int
     public let peakPending: Int
+    /// Equivocation proofs recorded by correct replicas.
+    public let equivocationsObserved: Int
+    /// View changes the twin's instances started (Twins scenarios).
+    public let twinViewChanges: Int
     public var passed: Bool { failures.isEmpty }
     /// Byzantine replicas whose mode never deviated from the honest replica in this run.
     public var idleAdversaries: [ReplicaID] { adversaries.filter { $0.acted == 0 }.map(\.replica) }
@@ -162,10 +219,12 @@ public final class Simulation {
     var rng: SimRandom
     var netRng: SimRandom
 
-    struct InFlight { let at: UInt64; let order: UInt64; let from: Principal; let to: Principal; let message: Message }
+    /// A message on the wire. Nodes: `0 ..< n` replicas, `n` the twin's second instance, -1 a client.
+    struct InFlight { let at: UInt64; let order: UInt64; let from: Principal; let fromNode: Int; let to: Principal; let toNode: Int; let message: Message }
     var queue = MessageQueue()
     var orderCounter: UInt64 = 0
 
+    /// Indexed by node: the replicas, then the twin's second instance if the scenario has twins.
     var replicas: [Replica] = []
     /// Each replica's persisted records since its last checkpoint record (its write-ahead log).
     var persisted: [[[UInt8]]] = []
@@ -209,6 +268,9 @@ public final class Simulation {
     var dropCount = 0
     var laterStateChunks = 0
     var batchBodies = 0
+    var twinViewChanges = 0
+    /// Equivocation proofs correct replicas recorded (a twin or an equivocating primary caught).
+    var equivocationsObserved = 0
 
     public init(scenario: Scenario) {
         self.scenario = scenario
@@ -270,6 +332,15 @@ public final class Simulation {
             })
             deliveries.append([])
         }
+        if let twin = scenario.twins {
+            // The second instance: same id, same key, an honest replica of its own.
+            let t = twin.replica
+            persisted.append([])
+            replicas.append(Replica(id: t, config: cfg, signer: replicaSigners[t], application: makeApplication()))
+            verifiers.append(MessageVerifier(checker: checker, clusterID: cfg.clusterID, replicaCount: cfg.n, clientCount: cfg.clientCount))
+            behaviours.append(nil)
+            deliveries.append([])
+        }
         for c in 0..<scenario.clients {
             clients.append(ClientCore(id: ClientID(c), config: cfg, signer: clientSigners[c],
                                       initialTimestamp: UInt64(1 + c * 1000), window: scenario.clientWindow,
@@ -294,16 +365,30 @@ public final class Simulation {
         return scenario.divergentApplication == r ? DivergentApplication(app, atIndex: scenario.divergentAtIndex, divergeState: scenario.divergentState) : app
     }
 
-    func isByzantine(_ r: ReplicaID) -> Bool { behaviours[r] != nil }
+    /// Nodes: replicas `0 ..< n`, and node `n` for the twin's second instance.
+    var nodeCount: Int { replicas.count }
+    func replicaID(ofNode node: Int) -> ReplicaID { node < scenario.n ? node : scenario.twins!.replica }
+    /// The nodes that receive what is addressed to replica `r`.
+    func nodes(of r: ReplicaID) -> [Int] { scenario.twins?.replica == r ? [r, scenario.n] : [r] }
+
+    /// A Byzantine wrapper or an instance of the twinned replica: excluded from the checkers.
+    func isByzantine(_ node: Int) -> Bool {
+        behaviours[node] != nil || (scenario.twins.map { node == $0.replica || node == scenario.n } ?? false)
+    }
     var healed: Bool { now > scenario.faultTicks }
 
-    func isDown(_ r: ReplicaID) -> Bool {
-        !healed && scenario.crashes.contains { $0.replica == r && now >= $0.from && now < $0.to }
+    func isDown(_ node: Int) -> Bool {
+        !healed && scenario.crashes.contains { $0.replica == node && now >= $0.from && now < $0.to }
     }
 
-    /// Whether the network currently carries a message from `a` to `b`.
-    func linkUp(_ a: Principal, _ b: Principal) -> Bool {
+    /// Whether the network currently carries a message from node `a` to node `b` (-1: a client).
+    func linkUp(_ a: Principal, _ b: Principal, fromNode: Int, toNode: Int) -> Bool {
         guard !healed else { return true }
+        if let twin = scenario.twins, fromNode >= 0, toNode >= 0 {
+            for w in twin.windows where now >= w.start && now < w.end {
+                guard let g = w.group(of: fromNode), g == w.group(of: toNode) else { return false }
+            }
+        }
         for p in scenario.partitions where now >= p.start && now < p.end {
             let aIn: Bool, bIn: Bool
             if case .replica(let r) = a { aIn = p.isolated.contains(r) } else { aIn = false }
@@ -313,33 +398,46 @@ public final class Simulation {
         return true
     }
 
-    func send(from: Principal, to: Principal, _ m: Message) {
+    /// Sends from node `fromNode` (-1: a client) to a principal: a twinned replica's two
+    /// instances each get their own copy, subject to their own links.
+    func send(from: Principal, fromNode: Int, to: Principal, _ m: Message) {
         messageCount += 1
-        guard linkUp(from, to) else { return }
+        if case .replica(let r) = to {
+            for node in nodes(of: r) { send(from: from, fromNode: fromNode, to: to, toNode: node, m) }
+        } else {
+            send(from: from, fromNode: fromNode, to: to, toNode: -1, m)
+        }
+    }
+
+    func send(from: Principal, fromNode: Int, to: Principal, toNode: Int, _ m: Message) {
+        guard linkUp(from, to, fromNode: fromNode, toNode: toNode) else { return }
         if !healed && netRng.chance(scenario.dropRate) { return }
         let copies = (!healed && netRng.chance(scenario.duplicateRate)) ? 2 : 1
         for _ in 0..<copies {
             let delay = UInt64(netRng.int(1...(healed ? 3 : scenario.maxDelayTicks)))
             orderCounter += 1
-            queue.push(InFlight(at: now + delay, order: orderCounter, from: from, to: to, message: m))
+            queue.push(InFlight(at: now + delay, order: orderCounter, from: from, fromNode: fromNode, to: to, toNode: toNode, message: m))
         }
     }
 
-    func dispatch(from r: ReplicaID, _ output: ReplicaOutput) {
+    func dispatch(from node: Int, _ output: ReplicaOutput) {
+        let r = replicaID(ofNode: node)
         var messages = output.messages
-        if var b = behaviours[r] {
-            messages = b.transform(messages, replica: replicas[r])
-            behaviours[r] = b
-        } else {
+        if var b = behaviours[node] {
+            messages = b.transform(messages, replica: replicas[node])
+            behaviours[node] = b
+        } else if !isByzantine(node) {
             record(replica: r, output)
             persist(replica: r, output.persist)
+        } else {
+            for e in output.events { if case .viewChangeStarted = e { twinViewChanges += 1 } }
         }
         for o in messages {
             switch o.destination {
-            case .replica(let to): send(from: .replica(r), to: .replica(to), o.message)
+            case .replica(let to): send(from: .replica(r), fromNode: node, to: .replica(to), o.message)
             case .allReplicas:
-                for to in 0..<scenario.n where to != r { send(from: .replica(r), to: .replica(to), o.message) }
-            case .client(let c): send(from: .replica(r), to: .client(c), o.message)
+                for to in 0..<scenario.n where to != r { send(from: .replica(r), fromNode: node, to: .replica(to), o.message) }
+            case .client(let c): send(from: .replica(r), fromNode: node, to: .client(c), o.message)
             }
         }
     }
@@ -401,6 +499,7 @@ public final class Simulation {
                     failures.append("checkpoint digests differ at seq \(seq): \(prev.hex) vs \(digest.hex) (replica \(r))")
                 }
                 stableDigests[seq] = digest
+            case .equivocation: equivocationsObserved += 1
             case .checkpointMismatch(let seq):
                 failures.append("replica \(r): its own checkpoint state at seq \(seq) differs from the stable digest (checkpointMismatch)")
             default: break
@@ -428,16 +527,18 @@ public final class Simulation {
             }
         }
         trace.mix(m.at); trace.mix(UInt64(m.message.kind.rawValue))
+        if m.toNode >= scenario.n { trace.mix(UInt64(m.toNode)) }
         switch m.to {
-        case .replica(let r):
-            guard !isDown(r) else { return }
-            behaviours[r]?.observe(m.message)
-            if !isByzantine(r) {
+        case .replica:
+            let node = m.toNode
+            guard !isDown(node) else { return }
+            behaviours[node]?.observe(m.message)
+            if !isByzantine(node) {
                 if case .stateTransfer(let st) = m.message, st.index > 0 { laterStateChunks += 1 }
                 if case .batch = m.message { batchBodies += 1 }
             }
-            switch verifiers[r].verify(m.message) {
-            case .success(let v): dispatch(from: r, replicas[r].step(v))
+            switch verifiers[node].verify(m.message) {
+            case .success(let v): dispatch(from: node, replicas[node].step(v))
             case .failure: dropCount += 1
             }
         case .client(let c):
@@ -455,7 +556,7 @@ public final class Simulation {
 
     func handleClient(_ c: Int, _ out: ClientCore.Output) {
         for r in out.broadcasts {
-            for to in 0..<scenario.n { send(from: .client(ClientID(c)), to: .replica(to), .request(r)) }
+            for to in 0..<scenario.n { send(from: .client(ClientID(c)), fromNode: -1, to: .replica(to), .request(r)) }
         }
         for done in out.completions where !carelessDone[c].contains(done.timestamp) {
             complete(c, timestamp: done.timestamp, result: done.result)
@@ -508,8 +609,8 @@ public final class Simulation {
                     restartFromLog(c.replica)
                 }
             }
-            for r in 0..<scenario.n where !isDown(r) {
-                dispatch(from: r, replicas[r].tick())
+            for node in 0..<nodeCount where !isDown(node) {
+                dispatch(from: node, replicas[node].tick())
             }
             for c in 0..<scenario.clients { clientStep(c) }
             checkSafety()
@@ -529,7 +630,8 @@ public final class Simulation {
                                 traceHash: trace.value, ticks: now, delivered: deliveries.map(\.count).max() ?? 0,
                                 viewChanges: viewChanges, stateTransfers: stateTransfers, messages: messageCount, drops: dropCount,
                                 laterStateChunks: laterStateChunks, batchBodies: batchBodies, adversaries: adversaries,
-                                peakSlots: peakSlots, peakBatches: peakBatches, peakPending: peakPending)
+                                peakSlots: peakSlots, peakBatches: peakBatches, peakPending: peakPending,
+                                equivocationsObserved: equivocationsObserved, twinViewChanges: twinViewChanges)
     }
 
     var checkedUpTo: [Int] = []

@@ -27,19 +27,37 @@ struct BFTSimCommand: ParsableCommand {
     @Flag(help: "Print each seed's scenario, trace hash and statistics.")
     var verbose = false
 
+    @Flag(help: "Twin a replica in every seed (Twins: two honest instances with one key in different partitions).")
+    var twins = false
+
+    @Option(help: "Run the scenario in this JSON file (written by --write-scenario) instead of random seeds.")
+    var scenario: String?
+
+    @Option(help: "Write the scenario of seed --start (with --twins if given) as JSON to this file and exit.")
+    var writeScenario: String?
+
     @Option(help: "Seeds run in parallel (default: the number of cores). Output stays in seed order.")
     var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
 
     func run() throws {
         var passed = 0, failed = 0, idle = 0
         let began = Date()
-        let scenarios = (0..<seeds).map { Scenario.random(seed: start + UInt64($0), useEd25519: ed25519) }
+        if let path = writeScenario {
+            let s = Scenario.random(seed: start, useEd25519: ed25519, forceTwins: twins)
+            try s.jsonData(note: "seed \(start)\(twins ? " --twins" : "")").write(to: URL(fileURLWithPath: path))
+            print("wrote \(path): \(s)")
+            return
+        }
+        var scenarios = (0..<seeds).map { Scenario.random(seed: start + UInt64($0), useEd25519: ed25519, forceTwins: twins) }
+        if let path = scenario {
+            scenarios = [try Scenario(json: Data(contentsOf: URL(fileURLWithPath: path)))]
+        }
         let results = SeedRunner.runParallel(scenarios, jobs: jobs)
         for r in results {
             let seed = r.seed
             if !r.idleAdversaries.isEmpty { idle += 1 }
             if verbose || !r.passed {
-                print("seed \(seed): \(r.passed ? "ok" : "FAILED") trace=\(String(r.traceHash, radix: 16)) ticks=\(r.ticks) delivered=\(r.delivered) viewChanges=\(r.viewChanges) stateTransfers=\(r.stateTransfers) laterChunks=\(r.laterStateChunks) batchBodies=\(r.batchBodies) messages=\(r.messages) drops=\(r.drops) peakSlots=\(r.peakSlots) peakBatches=\(r.peakBatches) peakPending=\(r.peakPending)")
+                print("seed \(seed): \(r.passed ? "ok" : "FAILED") trace=\(String(r.traceHash, radix: 16)) ticks=\(r.ticks) delivered=\(r.delivered) viewChanges=\(r.viewChanges) stateTransfers=\(r.stateTransfers) laterChunks=\(r.laterStateChunks) batchBodies=\(r.batchBodies) messages=\(r.messages) drops=\(r.drops) peakSlots=\(r.peakSlots) peakBatches=\(r.peakBatches) peakPending=\(r.peakPending) equivocationsObserved=\(r.equivocationsObserved)")
                 print("  \(r.scenario)")
                 for a in r.adversaries { print("  adversary \(a)\(a.acted == 0 ? " (idle: its mode never acted)" : "")") }
             }
@@ -48,12 +66,17 @@ struct BFTSimCommand: ParsableCommand {
             } else {
                 failed += 1
                 for f in r.failures.prefix(5) { print("  \(f)") }
-                print("  replay: \(SeedRunner.replayCommand(seed: seed, ed25519: ed25519))")
+                if let path = scenario {
+                    print("  replay: bft-sim --scenario \(path) --verbose")
+                } else {
+                    print("  replay: \(SeedRunner.replayCommand(seed: seed, ed25519: ed25519))\(twins ? " --twins" : "")")
+                    print("  keep it: bft-sim --start \(seed)\(twins ? " --twins" : "") --write-scenario FILE.json")
+                }
             }
         }
         let seconds = Date().timeIntervalSince(began)
         print("seeds with an idle adversary: \(idle)")
-        print("\(seeds) seeds in \(String(format: "%.1f", seconds)) s (\(String(format: "%.1f", Double(seeds) / max(seconds, 1e-9))) seeds/s, \(jobs) jobs)")
+        print("\(scenarios.count) seeds in \(String(format: "%.1f", seconds)) s (\(String(format: "%.1f", Double(scenarios.count) / max(seconds, 1e-9))) seeds/s, \(jobs) jobs)")
         print("\(passed) passed, \(failed) failed")
         if failed > 0 { throw ExitCode(1) }
     }
