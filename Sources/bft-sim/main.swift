@@ -10,9 +10,10 @@ struct BFTSimCommand: ParsableCommand {
         abstract: "Run the deterministic PBFT simulator over a range of seeds.",
         discussion: """
         Each seed runs a fault phase (message loss, duplication, reordering, delay, partitions, \
-        crashes, up to f Byzantine replicas), then heals the network and checks liveness. \
-        Checkers: agreement and total order, integrity, per-client order, validity, equal \
-        checkpoint digests. Ends with the line 'N passed, M failed'.
+        crashes, up to f Byzantine replicas or a Twins pair), then heals the network and checks \
+        liveness. Checkers: agreement and total order, integrity, per-client order, validity, \
+        equal checkpoint digests, client results against a sequential model, bounded replica \
+        state. Ends with the line 'N passed, M failed'.
         """)
 
     @Option(help: "Number of seeds to run.")
