@@ -104,7 +104,7 @@ let package = Package(
         .testTarget(name: "BFTSessionTests", dependencies: ["BFTSession", "BFTCrypto"]),
         .testTarget(name: "BFTStorageTests", dependencies: ["BFTStorage"]),
         .testTarget(name: "BFTCoreTests", dependencies: ["BFTCore", "BFTCrypto"]),
-        .testTarget(name: "BFTSimTests", dependencies: ["BFTSim", "BFTCore", "BFTByzantine"]),
+        .testTarget(name: "BFTSimTests", dependencies: ["BFTSim", "BFTCore", "BFTByzantine"], exclude: ["Scenarios"]),
         .testTarget(name: "BFTNodeTests", dependencies: [
             "BFTNode", "BFTCore", "BFTCrypto", "BFTStorage", "BFTFrameCodec", "BFTTransport", "BFTApplications", "BFTConfig", "BFTClient",
             .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -22,6 +22,57 @@ public enum ByzantineMode: String, CaseIterable, Sendable {
     case bogusViewChange = "bogus-view-change"
     /// Sends protocol messages with sequence numbers outside the watermark window.
     case outOfWindow = "out-of-window"
+    /// Answers clients with validly signed replies carrying a wrong result: at once for every
+    /// request it sees (before anyone executed it) and in place of every honest reply.
+    case forgedReplies = "forged-replies"
+    /// Signs two different, wrong results for every request it executes (and new ones on each
+    /// retransmission), so its replies disagree with each other and with the correct replicas.
+    case divergentReplies = "divergent-replies"
+}
+
+/// What a Byzantine wrapper actually did, so a run can prove its adversary acted: a mode whose
+/// counter stays at zero tested nothing.
+public struct ByzantineCounters: Sendable, Equatable {
+    /// Conflicting pre-prepares sent for one (view, sequence number).
+    public var equivocations = 0
+    /// Messages (or copies to some destinations) the honest replica produced but did not send.
+    public var withheld = 0
+    /// Messages held back before sending.
+    public var delayed = 0
+    /// Messages sent with a corrupted signature.
+    public var corruptedSignatures = 0
+    /// Stale messages resent.
+    public var replayed = 0
+    /// Protocol messages fabricated (bogus view changes and new views, out-of-window messages).
+    public var forged = 0
+    /// Replies to clients with a wrong, validly signed result.
+    public var forgedReplies = 0
+
+    public init() {}
+
+    public var total: Int { equivocations + withheld + delayed + corruptedSignatures + replayed + forged + forgedReplies }
+
+    /// The counter that shows `mode` deviated from the honest replica.
+    public func acted(as mode: ByzantineMode) -> Int {
+        switch mode {
+        case .equivocate: return equivocations
+        case .silent, .selective: return withheld
+        case .slow: return delayed
+        case .badSignatures: return corruptedSignatures
+        case .replay: return replayed
+        case .bogusViewChange, .outOfWindow: return forged
+        case .forgedReplies, .divergentReplies: return forgedReplies
+        }
+    }
+
+    /// The non-zero counters, in a fixed order.
+    public var summary: String {
+        let all = [("equivocations", equivocations), ("withheld", withheld), ("delayed", delayed),
+                   ("corruptedSignatures", corruptedSignatures), ("replayed", replayed), ("forged", forged),
+                   ("forgedReplies", forgedReplies)]
+        let nonZero = all.filter { $0.1 > 0 }.map { "\($0.0)=\($0.1)" }
+        return nonZero.isEmpty ? "none" : nonZero.joined(separator: " ")
+    }
 }
 
 /// Rewrites the honest replica's outputs according to a mode.
@@ -39,6 +90,15 @@ public struct ByzantineBehaviour: OutboundInterceptor {
     var delayed: [(due: UInt64, outbound: Outbound)] = []
     /// Ticks `slow` holds a pre-prepare: just under the view-change timeout.
     public var slowDelayTicks: UInt64
+    /// What this wrapper did so far.
+    public private(set) var counters = ByzantineCounters()
+    /// Test hook: when set, the wrapper passes every honest output through unchanged (a mode
+    /// that "does nothing"), so a test can show the counters catch an idle adversary.
+    public var passive = false
+    /// Replies fabricated on seeing a request, sent with the next outputs.
+    var forgedOut: [Outbound] = []
+    /// The view the wrapped replica was in at its last output (for fabricated replies).
+    var lastView: ViewNum = 0
 
     public init(mode: ByzantineMode, id: ReplicaID, config: ProtocolConfig, signer: any MessageSigner, seed: UInt64) {
         self.mode = mode; self.id = id; self.config = config; self.signer = signer; self.rng = SplitMix64(seed: seed)
@@ -54,8 +114,11 @@ public struct ByzantineBehaviour: OutboundInterceptor {
 
     /// Turns the honest outputs into what the faulty replica actually sends.
     public mutating func transform(_ outputs: [Outbound], replica: Replica) -> [Outbound] {
+        if passive { return outputs }
         var result: [Outbound] = []
         let others = (0..<config.n).filter { $0 != id }
+        lastView = replica.view
+        if !forgedOut.isEmpty { result += forgedOut; forgedOut.removeAll() }
         if mode == .slow {
             let now = replica.now
             while let first = delayed.first, first.due <= now { result.append(first.outbound); delayed.removeFirst() }
@@ -70,6 +133,7 @@ public struct ByzantineBehaviour: OutboundInterceptor {
                     var alt = pp
                     alt.requests = pp.requests.count > 1 ? Array(pp.requests.reversed().dropLast()) : []
                     let altSigned = sign(alt)
+                    counters.equivocations += 1
                     for (k, r) in others.enumerated() {
                         result.append(Outbound(.replica(r), .prePrepare(k < config.f ? pp : altSigned)))
                     }
@@ -78,24 +142,28 @@ public struct ByzantineBehaviour: OutboundInterceptor {
                 }
             case .silent:
                 switch o.message {
-                case .prePrepare, .newView: continue
+                case .prePrepare, .newView: counters.withheld += 1; continue
                 default: result.append(o)
                 }
             case .slow:
                 if case .prePrepare = o.message, delayed.count < 4096 {
                     delayed.append((replica.now + slowDelayTicks, o))
+                    counters.delayed += 1
                 } else {
                     result.append(o)
                 }
             case .selective:
                 if case .prePrepare = o.message, o.destination == .allReplicas {
-                    for r in others.prefix(max(others.count - config.f - 1, 1)) { result.append(Outbound(.replica(r), o.message)) }
+                    let reached = others.prefix(max(others.count - config.f - 1, 1))
+                    for r in reached { result.append(Outbound(.replica(r), o.message)) }
+                    counters.withheld += others.count - reached.count
                 } else {
                     result.append(o)
                 }
             case .badSignatures:
                 if rng.chance(0.5) {
                     result.append(Outbound(o.destination, corruptSignature(o.message)))
+                    counters.corruptedSignatures += 1
                 } else {
                     result.append(o)
                 }
@@ -104,10 +172,15 @@ public struct ByzantineBehaviour: OutboundInterceptor {
                 if rng.chance(0.3), !history.isEmpty {
                     let old = history[rng.int(0...(history.count - 1))]
                     result.append(Outbound(.allReplicas, old))
+                    counters.replayed += 1
                 }
             case .bogusViewChange:
                 result.append(o)
-                if rng.chance(0.05) { result.append(contentsOf: bogusViewMessages(replica)) }
+                if rng.chance(0.05) {
+                    let bogus = bogusViewMessages(replica)
+                    result.append(contentsOf: bogus)
+                    counters.forged += bogus.count
+                }
             case .outOfWindow:
                 result.append(o)
                 if rng.chance(0.1) {
@@ -117,7 +190,27 @@ public struct ByzantineBehaviour: OutboundInterceptor {
                     result.append(Outbound(.allReplicas, .commit(sign(Commit(view: replica.view, seq: far, digest: d, replica: id)))))
                     if replica.isPrimary {
                         result.append(Outbound(.allReplicas, .prePrepare(sign(PrePrepare(view: replica.view, seq: far, replica: id, requests: [])))))
+                        counters.forged += 1
                     }
+                    counters.forged += 2
+                }
+            case .forgedReplies:
+                if case .reply(let reply) = o.message {
+                    var wrong = reply.result
+                    if wrong.isEmpty { wrong = [0x5a] } else { wrong[0] ^= 0x5a }
+                    result.append(Outbound(o.destination, .reply(forgeReply(reply, result: wrong))))
+                } else {
+                    result.append(o)
+                }
+            case .divergentReplies:
+                if case .reply(let reply) = o.message {
+                    // Two different results for the same request, each validly signed.
+                    for _ in 0..<2 {
+                        let wrong = (0..<max(reply.result.count, 1)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                        result.append(Outbound(o.destination, .reply(forgeReply(reply, result: wrong))))
+                    }
+                } else {
+                    result.append(o)
                 }
             }
         }
@@ -126,7 +219,24 @@ public struct ByzantineBehaviour: OutboundInterceptor {
 
     /// Also called for received messages so `replay` has others' messages to resend.
     public mutating func observe(_ m: Message) {
+        if passive { return }
         if mode == .replay, rng.chance(0.2) { remember(m) }
+        // Answer a request before anyone executed it, with a result made up from the operation.
+        if mode == .forgedReplies, case .request(let r) = m, forgedOut.count < 1024 {
+            let made = Array(SHA256.hash(r.operation + Array("forged".utf8)).bytes.prefix(8))
+            let reply = Reply(view: lastView, timestamp: r.timestamp, client: r.client, replica: id, result: made)
+            forgedOut.append(Outbound(.client(r.client), .reply(forgeReply(reply, result: made))))
+        }
+    }
+
+    /// A reply with `result` in place of the honest one, signed on its own (a batch reply's
+    /// signature covers the batch's entries, so the entries are replaced by this reply's own).
+    mutating func forgeReply(_ reply: Reply, result: [UInt8]) -> Reply {
+        var forged = Reply(view: reply.view, timestamp: reply.timestamp, client: reply.client, replica: id,
+                           result: result, seq: reply.seq)
+        forged = sign(forged)
+        counters.forgedReplies += 1
+        return forged
     }
 
     func corruptSignature(_ m: Message) -> Message {

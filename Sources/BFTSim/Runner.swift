@@ -1,3 +1,5 @@
+import Foundation
+
 /// Runs many seeds and reports in the form CI and humans both read.
 public enum SeedRunner {
     /// The command that replays one seed exactly.
@@ -24,5 +26,41 @@ public enum SeedRunner {
             }
         }
         return (passed, failed)
+    }
+}
+
+extension SeedRunner {
+    /// Runs `scenarios` on `jobs` threads and returns the results in input order, so the output
+    /// does not depend on which thread finished first. Each `Simulation` is independent.
+    public static func runParallel(_ scenarios: [Scenario], jobs: Int) -> [SimulationResult] {
+        let box = ResultBox(count: scenarios.count)
+        let workers = max(1, min(jobs, scenarios.count))
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while let i = box.claim() {
+                box.store(Simulation(scenario: scenarios[i]).run(), at: i)
+            }
+        }
+        return box.results.map { $0! }
+    }
+}
+
+/// Work queue and result slots shared by the worker threads (guarded by one lock).
+private final class ResultBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var next = 0
+    private(set) var results: [SimulationResult?]
+
+    init(count: Int) { results = Array(repeating: nil, count: count) }
+
+    func claim() -> Int? {
+        lock.lock(); defer { lock.unlock() }
+        guard next < results.count else { return nil }
+        next += 1
+        return next - 1
+    }
+
+    func store(_ r: SimulationResult, at i: Int) {
+        lock.lock(); defer { lock.unlock() }
+        results[i] = r
     }
 }

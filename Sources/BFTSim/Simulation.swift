@@ -30,9 +30,27 @@ public struct Scenario: Sendable, CustomStringConvertible {
     /// the cluster runs with a small size budget — 4 KiB state chunks, small batches — so
     /// checkpoints span many chunks and view changes re-propose batches by digest.
     public var payloadBytes: Int = 0
+    /// Twins (Bano et al., OPODIS 2021): one replica run as two honest instances with the same
+    /// key, placed in different partitions, so it equivocates in every phase without a
+    /// hand-written attack. The twinned replica counts as faulty; the checkers apply to the rest.
+    public var twins: TwinsPlan? = nil
 
-    /// Draws a scenario from a seed.
-    public static func random(seed: UInt64, useEd25519: Bool = false) -> Scenario {
+    // Test-only knobs: weaken one part of the system so a test can show the checkers notice.
+    /// Clients complete a request on the first verified reply instead of f+1 matching ones.
+    public var carelessClients = false
+    /// This replica's application returns a wrong result for its `divergentAtIndex`-th
+    /// execution (its state stays right): a correct-looking replica that diverges.
+    public var divergentApplication: ReplicaID? = nil
+    public var divergentAtIndex: UInt64 = 3
+    /// With `divergentApplication`: its state diverges from that execution on, and its results stay right.
+    public var divergentState = false
+    /// Replaces the slot and batch bounds the state checker enforces (to show it reports).
+    public var stateBoundOverride: Int? = nil
+    /// Byzantine wrappers pass everything through unchanged (an adversary that does nothing).
+    public var passiveAdversaries = false
+
+    /// Draws a scenario from a seed. `forceTwins` twins a replica even where the seed would not.
+    public static func random(seed: UInt64, useEd25519: Bool = false, forceTwins: Bool = false) -> Scenario {
         var rng = SimRandom(seed: seed)
         let n = rng.chance(0.2) ? 7 : 4
         let f = (n - 1) / 3
@@ -66,13 +84,68 @@ public struct Scenario: Sendable, CustomStringConvertible {
             s.byzantine.append((r, mode))
         }
         if rng.chance(0.3) { s.payloadBytes = rng.int(200...3000) }
+        // Draws appended below leave every earlier draw (and so older seeds' faults) unchanged.
+        // Some Byzantine replicas attack the clients instead: forged or divergent signed replies.
+        if !s.byzantine.isEmpty && rng.chance(0.25) {
+            let k = rng.int(0...(s.byzantine.count - 1))
+            s.byzantine[k].mode = rng.chance(0.5) ? .forgedReplies : .divergentReplies
+        }
+        // Twins: the twinned replica takes the place of a Byzantine one if f are already drawn.
+        if rng.chance(0.2) || forceTwins {
+            if s.byzantine.count >= f { s.byzantine.removeLast() }
+            var t = rng.chance(0.6) ? rng.int(0...1) : rng.int(0...(n - 1))
+            while s.byzantine.contains(where: { $0.replica == t }) { t = (t + 1) % n }
+            s.twins = TwinsPlan.random(twinned: t, n: n, faultTicks: faultTicks, rng: &rng)
+        }
         return s
     }
 
     public var description: String {
         let byz = byzantine.map { "\($0.replica):\($0.mode.rawValue)" }.joined(separator: ",")
-        return "n=\(n) clients=\(clients)x\(requestsPerClient) window=\(clientWindow) payload=\(payloadBytes) faultTicks=\(faultTicks) drop=\(Int(dropRate * 1000))‰ dup=\(Int(duplicateRate * 1000))‰ delay<=\(maxDelayTicks) partitions=\(partitions.count) crashes=\(crashes.count) byzantine=[\(byz)]"
+        let twin = twins.map { " twins=r\($0.replica)/\($0.windows.count)w" } ?? ""
+        return "n=\(n) clients=\(clients)x\(requestsPerClient) window=\(clientWindow) payload=\(payloadBytes) faultTicks=\(faultTicks) drop=\(Int(dropRate * 1000))‰ dup=\(Int(duplicateRate * 1000))‰ delay<=\(maxDelayTicks) partitions=\(partitions.count) crashes=\(crashes.count) byzantine=[\(byz)]\(twin)"
     }
+}
+
+/// Which replica is twinned and how the network is split while the fault phase lasts.
+public struct TwinsPlan: Sendable, Codable, Equatable {
+    /// The twinned replica id: node `replica` is its first instance, node `n` its second.
+    public var replica: ReplicaID
+    /// Partition windows. Nodes are `0 ..< n` (replicas; the twinned id is the first instance)
+    /// and `n` (the twin's second instance). In a window only nodes of one group hear each
+    /// other; a node listed in no group is isolated. Clients reach every node. Windows may
+    /// overlap (a link must be up in each). Outside the windows, and after the heal, every
+    /// node, both instances included, hears every other.
+    public var windows: [TwinsWindow]
+
+    public init(replica: ReplicaID, windows: [TwinsWindow]) { self.replica = replica; self.windows = windows }
+
+    /// One to four windows over the fault phase, each splitting the n+1 nodes into two or three
+    /// groups with the two instances in different groups.
+    public static func random(twinned t: ReplicaID, n: Int, faultTicks: UInt64, rng: inout SimRandom) -> TwinsPlan {
+        var windows: [TwinsWindow] = []
+        for _ in 0..<rng.int(1...4) {
+            let start = UInt64(rng.int(0...Int(faultTicks)))
+            let end = min(faultTicks, start + UInt64(rng.int(100...900)))
+            let groupCount = rng.chance(0.25) ? 3 : 2
+            var groups: [[Int]] = Array(repeating: [], count: groupCount)
+            for node in 0...n {
+                let g = node == t ? 0 : node == n ? 1 : rng.int(0...(groupCount - 1))
+                groups[g].append(node)
+            }
+            windows.append(TwinsWindow(start: start, end: end, groups: groups))
+        }
+        return TwinsPlan(replica: t, windows: windows.sorted { ($0.start, $0.end) < ($1.start, $1.end) })
+    }
+}
+
+public struct TwinsWindow: Sendable, Codable, Equatable {
+    public var start: UInt64
+    public var end: UInt64
+    public var groups: [[Int]]
+    public init(start: UInt64, end: UInt64, groups: [[Int]]) { self.start = start; self.end = end; self.groups = groups }
+
+    func group(of node: Int) -> Int? { groups.firstIndex { $0.contains(node) } }
 }
 
 public struct SimulationResult: Sendable {
@@ -91,7 +164,52 @@ public struct SimulationResult: Sendable {
     public let laterStateChunks: Int
     /// BATCH bodies delivered to correct replicas (fetched after a NEW-VIEW named only digests).
     public let batchBodies: Int
+    /// What each Byzantine wrapper did, in replica order.
+    public let adversaries: [AdversaryReport]
+    /// Largest tables any correct replica held at a tick of the run.
+    public let peakSlots: Int
+    public let peakBatches: Int
+    public let peakPending: Int
+    /// Equivocation proofs recorded by correct replicas.
+    public let equivocationsObserved: Int
+    /// View changes the twin's instances started (Twins scenarios).
+    public let twinViewChanges: Int
     public var passed: Bool { failures.isEmpty }
+    /// Byzantine replicas whose mode never deviated from the honest replica in this run.
+    public var idleAdversaries: [ReplicaID] { adversaries.filter { $0.acted == 0 }.map(\.replica) }
+}
+
+/// One Byzantine replica's activity in a run.
+public struct AdversaryReport: Sendable, CustomStringConvertible {
+    public let replica: ReplicaID
+    public let mode: ByzantineMode
+    public let counters: ByzantineCounters
+    /// The counter that proves this mode acted.
+    public var acted: Int { counters.acted(as: mode) }
+    public var description: String { "r\(replica):\(mode.rawValue) \(counters.summary)" }
+}
+
+/// Simulator-only: wraps the honest application and returns a wrong result for one execution,
+/// leaving the state untouched — a replica whose output diverges without its checkpoints showing it.
+final class DivergentApplication: ReplicatedApplication {
+    let inner: any ReplicatedApplication
+    let atIndex: UInt64
+    let divergeState: Bool
+    var diverged = false
+    init(_ inner: any ReplicatedApplication, atIndex: UInt64, divergeState: Bool) {
+        self.inner = inner; self.atIndex = atIndex; self.divergeState = divergeState
+    }
+
+    func execute(_ operation: [UInt8], context: ExecutionContext) -> [UInt8] {
+        var r = inner.execute(operation, context: context)
+        if context.index == atIndex {
+            // Either the result or (from here on) the state diverges, so each checker is shown alone.
+            if divergeState { diverged = true } else if r.isEmpty { r = [1] } else { r[0] ^= 0xa5 }
+        }
+        return r
+    }
+    func snapshot() -> [UInt8] { inner.snapshot() + (diverged ? [0xd1] : []) }
+    func restore(from snapshot: [UInt8]) throws { try inner.restore(from: snapshot) }
 }
 
 /// A deterministic cluster simulation: replicas, clients and a faulty network driven by one seed.
@@ -101,10 +219,12 @@ public final class Simulation {
     var rng: SimRandom
     var netRng: SimRandom
 
-    struct InFlight { let at: UInt64; let order: UInt64; let from: Principal; let to: Principal; let message: Message }
+    /// A message on the wire. Nodes: `0 ..< n` replicas, `n` the twin's second instance, -1 a client.
+    struct InFlight { let at: UInt64; let order: UInt64; let from: Principal; let fromNode: Int; let to: Principal; let toNode: Int; let message: Message }
     var queue = MessageQueue()
     var orderCounter: UInt64 = 0
 
+    /// Indexed by node: the replicas, then the twin's second instance if the scenario has twins.
     var replicas: [Replica] = []
     /// Each replica's persisted records since its last checkpoint record (its write-ahead log).
     var persisted: [[[UInt8]]] = []
@@ -118,6 +238,24 @@ public final class Simulation {
     var clientCompleted: [Int] = []
     var clientResults: [[UInt64: [UInt8]]] = []
     var submittedDigests: Set<Digest> = []
+    /// Every submitted operation by request digest, so the model can execute the agreed order.
+    var operations: [Digest: [UInt8]] = [:]
+    /// Careless clients: the timestamps already completed on a first reply.
+    var carelessDone: [Set<UInt64>] = []
+
+    /// The sequential model: one application fed by the agreed total order.
+    var model: any ReplicatedApplication = HashChainApplication()
+    var modelIndex: UInt64 = 0
+    var modelResults: [UInt64: [UInt8]] = [:]
+    var modelByRequest: [ClientID: [UInt64: [UInt8]]] = [:]
+    var orderDeliveries: [UInt64: Delivery] = [:]
+    /// Client completions waiting for the model to reach their request.
+    var completionsToCheck: [(client: Int, timestamp: UInt64, result: [UInt8])] = []
+    /// Per correct replica: deliveries whose result was compared with the model.
+    var resultsCheckedUpTo: [Int] = []
+    /// The result digest of the first correct reply per (client, timestamp), and who sent it.
+    var correctReplies: [ClientID: [UInt64: (replica: ReplicaID, result: Digest)]] = [:]
+    var peakSlots = 0, peakBatches = 0, peakPending = 0
 
     var now: UInt64 = 0
     var trace = TraceHash()
@@ -130,6 +268,9 @@ public final class Simulation {
     var dropCount = 0
     var laterStateChunks = 0
     var batchBodies = 0
+    var twinViewChanges = 0
+    /// Equivocation proofs correct replicas recorded (a twin or an equivocating primary caught).
+    var equivocationsObserved = 0
 
     public init(scenario: Scenario) {
         self.scenario = scenario
@@ -181,10 +322,23 @@ public final class Simulation {
         self.replicaSigners = replicaSigners
         for i in 0..<scenario.n {
             persisted.append([])
-            replicas.append(Replica(id: i, config: cfg, signer: replicaSigners[i], application: makeApplication()))
+            replicas.append(Replica(id: i, config: cfg, signer: replicaSigners[i], application: makeApplication(for: i)))
             verifiers.append(MessageVerifier(checker: checker, clusterID: cfg.clusterID, replicaCount: cfg.n, clientCount: cfg.clientCount))
             let byz = scenario.byzantine.first { $0.replica == i }
-            behaviours.append(byz.map { ByzantineBehaviour(mode: $0.mode, id: i, config: cfg, signer: replicaSigners[i], seed: rng.next()) })
+            behaviours.append(byz.map {
+                var b = ByzantineBehaviour(mode: $0.mode, id: i, config: cfg, signer: replicaSigners[i], seed: rng.next())
+                b.passive = scenario.passiveAdversaries
+                return b
+            })
+            deliveries.append([])
+        }
+        if let twin = scenario.twins {
+            // The second instance: same id, same key, an honest replica of its own.
+            let t = twin.replica
+            persisted.append([])
+            replicas.append(Replica(id: t, config: cfg, signer: replicaSigners[t], application: makeApplication()))
+            verifiers.append(MessageVerifier(checker: checker, clusterID: cfg.clusterID, replicaCount: cfg.n, clientCount: cfg.clientCount))
+            behaviours.append(nil)
             deliveries.append([])
         }
         for c in 0..<scenario.clients {
@@ -194,7 +348,10 @@ public final class Simulation {
             clientSubmitted.append(0)
             clientCompleted.append(0)
             clientResults.append([:])
+            carelessDone.append([])
         }
+        model = makeApplication()
+        resultsCheckedUpTo = Array(repeating: 0, count: scenario.n)
     }
 
     let debugEnabled = ProcessInfo.processInfo.environment["BFT_SIM_DEBUG"] != nil
@@ -203,16 +360,35 @@ public final class Simulation {
         scenario.payloadBytes > 0 ? GrowingLogApplication() as any ReplicatedApplication : HashChainApplication()
     }
 
-    func isByzantine(_ r: ReplicaID) -> Bool { behaviours[r] != nil }
-    var healed: Bool { now > scenario.faultTicks }
-
-    func isDown(_ r: ReplicaID) -> Bool {
-        !healed && scenario.crashes.contains { $0.replica == r && now >= $0.from && now < $0.to }
+    func makeApplication(for r: ReplicaID) -> any ReplicatedApplication {
+        let app = makeApplication()
+        return scenario.divergentApplication == r ? DivergentApplication(app, atIndex: scenario.divergentAtIndex, divergeState: scenario.divergentState) : app
     }
 
-    /// Whether the network currently carries a message from `a` to `b`.
-    func linkUp(_ a: Principal, _ b: Principal) -> Bool {
+    /// Nodes: replicas `0 ..< n`, and node `n` for the twin's second instance.
+    var nodeCount: Int { replicas.count }
+    func replicaID(ofNode node: Int) -> ReplicaID { node < scenario.n ? node : scenario.twins!.replica }
+    /// The nodes that receive what is addressed to replica `r`.
+    func nodes(of r: ReplicaID) -> [Int] { scenario.twins?.replica == r ? [r, scenario.n] : [r] }
+
+    /// A Byzantine wrapper or an instance of the twinned replica: excluded from the checkers.
+    func isByzantine(_ node: Int) -> Bool {
+        behaviours[node] != nil || (scenario.twins.map { node == $0.replica || node == scenario.n } ?? false)
+    }
+    var healed: Bool { now > scenario.faultTicks }
+
+    func isDown(_ node: Int) -> Bool {
+        !healed && scenario.crashes.contains { $0.replica == node && now >= $0.from && now < $0.to }
+    }
+
+    /// Whether the network currently carries a message from node `a` to node `b` (-1: a client).
+    func linkUp(_ a: Principal, _ b: Principal, fromNode: Int, toNode: Int) -> Bool {
         guard !healed else { return true }
+        if let twin = scenario.twins, fromNode >= 0, toNode >= 0 {
+            for w in twin.windows where now >= w.start && now < w.end {
+                guard let g = w.group(of: fromNode), g == w.group(of: toNode) else { return false }
+            }
+        }
         for p in scenario.partitions where now >= p.start && now < p.end {
             let aIn: Bool, bIn: Bool
             if case .replica(let r) = a { aIn = p.isolated.contains(r) } else { aIn = false }
@@ -222,33 +398,46 @@ public final class Simulation {
         return true
     }
 
-    func send(from: Principal, to: Principal, _ m: Message) {
+    /// Sends from node `fromNode` (-1: a client) to a principal: a twinned replica's two
+    /// instances each get their own copy, subject to their own links.
+    func send(from: Principal, fromNode: Int, to: Principal, _ m: Message) {
         messageCount += 1
-        guard linkUp(from, to) else { return }
+        if case .replica(let r) = to {
+            for node in nodes(of: r) { send(from: from, fromNode: fromNode, to: to, toNode: node, m) }
+        } else {
+            send(from: from, fromNode: fromNode, to: to, toNode: -1, m)
+        }
+    }
+
+    func send(from: Principal, fromNode: Int, to: Principal, toNode: Int, _ m: Message) {
+        guard linkUp(from, to, fromNode: fromNode, toNode: toNode) else { return }
         if !healed && netRng.chance(scenario.dropRate) { return }
         let copies = (!healed && netRng.chance(scenario.duplicateRate)) ? 2 : 1
         for _ in 0..<copies {
             let delay = UInt64(netRng.int(1...(healed ? 3 : scenario.maxDelayTicks)))
             orderCounter += 1
-            queue.push(InFlight(at: now + delay, order: orderCounter, from: from, to: to, message: m))
+            queue.push(InFlight(at: now + delay, order: orderCounter, from: from, fromNode: fromNode, to: to, toNode: toNode, message: m))
         }
     }
 
-    func dispatch(from r: ReplicaID, _ output: ReplicaOutput) {
+    func dispatch(from node: Int, _ output: ReplicaOutput) {
+        let r = replicaID(ofNode: node)
         var messages = output.messages
-        if var b = behaviours[r] {
-            messages = b.transform(messages, replica: replicas[r])
-            behaviours[r] = b
-        } else {
+        if var b = behaviours[node] {
+            messages = b.transform(messages, replica: replicas[node])
+            behaviours[node] = b
+        } else if !isByzantine(node) {
             record(replica: r, output)
             persist(replica: r, output.persist)
+        } else {
+            for e in output.events { if case .viewChangeStarted = e { twinViewChanges += 1 } }
         }
         for o in messages {
             switch o.destination {
-            case .replica(let to): send(from: .replica(r), to: .replica(to), o.message)
+            case .replica(let to): send(from: .replica(r), fromNode: node, to: .replica(to), o.message)
             case .allReplicas:
-                for to in 0..<scenario.n where to != r { send(from: .replica(r), to: .replica(to), o.message) }
-            case .client(let c): send(from: .replica(r), to: .client(c), o.message)
+                for to in 0..<scenario.n where to != r { send(from: .replica(r), fromNode: node, to: .replica(to), o.message) }
+            case .client(let c): send(from: .replica(r), fromNode: node, to: .client(c), o.message)
             }
         }
     }
@@ -265,7 +454,7 @@ public final class Simulation {
     /// A crash with amnesia: the replica restarts empty and recovers from its persisted records.
     func restartFromLog(_ r: ReplicaID) {
         restarts += 1
-        var fresh = Replica(id: r, config: config, signer: replicaSigners[r], application: makeApplication())
+        var fresh = Replica(id: r, config: config, signer: replicaSigners[r], application: makeApplication(for: r))
         var records: [PersistRecord] = []
         for bytes in persisted[r] {
             guard let rec = try? PersistRecord.decode(bytes) else {
@@ -275,6 +464,9 @@ public final class Simulation {
             records.append(rec)
         }
         let out = fresh.recover(from: records)
+        for case .checkpointMismatch(let seq) in out.events {
+            failures.append("replica \(r): its persisted checkpoint at seq \(seq) does not match its digest after recovery")
+        }
         let before = deliveries[r]
         if debugEnabled {
             print("t=\(now) restart r\(r): records \(records.count) recoveredExec \(fresh.lastExecuted) count \(fresh.executedCount) stable \(fresh.stableSeq) view \(fresh.view) active \(fresh.active); before: lastExec \(replicas[r].lastExecuted) count \(replicas[r].executedCount) stable \(replicas[r].stableSeq); recovered deliveries \(out.deliveries.count)")
@@ -307,7 +499,21 @@ public final class Simulation {
                     failures.append("checkpoint digests differ at seq \(seq): \(prev.hex) vs \(digest.hex) (replica \(r))")
                 }
                 stableDigests[seq] = digest
+            case .equivocation: equivocationsObserved += 1
+            case .checkpointMismatch(let seq):
+                failures.append("replica \(r): its own checkpoint state at seq \(seq) differs from the stable digest (checkpointMismatch)")
             default: break
+            }
+        }
+        for o in output.messages {
+            guard case .reply(let reply) = o.message else { continue }
+            let d = SHA256.hash(reply.result)
+            if let first = correctReplies[reply.client]?[reply.timestamp] {
+                if first.result != d {
+                    failures.append("correct replicas \(first.replica) and \(r) replied differently to client \(reply.client) timestamp \(reply.timestamp)")
+                }
+            } else {
+                correctReplies[reply.client, default: [:]][reply.timestamp] = (r, d)
             }
         }
     }
@@ -321,21 +527,28 @@ public final class Simulation {
             }
         }
         trace.mix(m.at); trace.mix(UInt64(m.message.kind.rawValue))
+        if m.toNode >= scenario.n { trace.mix(UInt64(m.toNode)) }
         switch m.to {
-        case .replica(let r):
-            guard !isDown(r) else { return }
-            behaviours[r]?.observe(m.message)
-            if !isByzantine(r) {
+        case .replica:
+            let node = m.toNode
+            guard !isDown(node) else { return }
+            behaviours[node]?.observe(m.message)
+            if !isByzantine(node) {
                 if case .stateTransfer(let st) = m.message, st.index > 0 { laterStateChunks += 1 }
                 if case .batch = m.message { batchBodies += 1 }
             }
-            switch verifiers[r].verify(m.message) {
-            case .success(let v): dispatch(from: r, replicas[r].step(v))
+            switch verifiers[node].verify(m.message) {
+            case .success(let v): dispatch(from: node, replicas[node].step(v))
             case .failure: dropCount += 1
             }
         case .client(let c):
             guard case .reply = m.message, case .success(let v) = clientVerifier.verify(m.message),
                   case .reply(let reply) = v.message else { dropCount += 1; return }
+            if scenario.carelessClients, reply.client == c, clients[Int(c)].outstanding[reply.timestamp] != nil,
+               carelessDone[Int(c)].insert(reply.timestamp).inserted {
+                // The weakened client: the first verified reply decides.
+                complete(Int(c), timestamp: reply.timestamp, result: reply.result)
+            }
             let out = clients[Int(c)].onReply(reply)
             handleClient(Int(c), out)
         }
@@ -343,15 +556,20 @@ public final class Simulation {
 
     func handleClient(_ c: Int, _ out: ClientCore.Output) {
         for r in out.broadcasts {
-            for to in 0..<scenario.n { send(from: .client(ClientID(c)), to: .replica(to), .request(r)) }
+            for to in 0..<scenario.n { send(from: .client(ClientID(c)), fromNode: -1, to: .replica(to), .request(r)) }
         }
-        for done in out.completions {
-            clientCompleted[c] += 1
-            if clientResults[c][done.timestamp] != nil {
-                failures.append("client \(c) completed timestamp \(done.timestamp) twice")
-            }
-            clientResults[c][done.timestamp] = done.result
+        for done in out.completions where !carelessDone[c].contains(done.timestamp) {
+            complete(c, timestamp: done.timestamp, result: done.result)
         }
+    }
+
+    func complete(_ c: Int, timestamp: UInt64, result: [UInt8]) {
+        clientCompleted[c] += 1
+        if clientResults[c][timestamp] != nil {
+            failures.append("client \(c) completed timestamp \(timestamp) twice")
+        }
+        clientResults[c][timestamp] = result
+        completionsToCheck.append((c, timestamp, result))
     }
 
     func clientStep(_ c: Int) {
@@ -360,7 +578,7 @@ public final class Simulation {
             var op = Array("c\(c)-op\(clientSubmitted[c])".utf8)
             if scenario.payloadBytes > 0 { op += [UInt8](repeating: UInt8(truncatingIfNeeded: c &* 31 &+ clientSubmitted[c]), count: scenario.payloadBytes) }
             let (_, out) = clients[c].submit(op)
-            for r in out.broadcasts { submittedDigests.insert(r.digest) }
+            for r in out.broadcasts { submittedDigests.insert(r.digest); operations[r.digest] = r.operation }
             clientSubmitted[c] += 1
             handleClient(c, out)
         }
@@ -391,11 +609,12 @@ public final class Simulation {
                     restartFromLog(c.replica)
                 }
             }
-            for r in 0..<scenario.n where !isDown(r) {
-                dispatch(from: r, replicas[r].tick())
+            for node in 0..<nodeCount where !isDown(node) {
+                dispatch(from: node, replicas[node].tick())
             }
             for c in 0..<scenario.clients { clientStep(c) }
             checkSafety()
+            measureTables()
             if done { break }
         }
         if failures.isEmpty && !done {
@@ -403,10 +622,16 @@ public final class Simulation {
             failures.append("liveness: after \(now) ticks clients completed \(clientCompleted) of \(scenario.requestsPerClient) each; \(status.joined(separator: "; "))")
         }
         checkSafety()
+        checkFinal()
+        let adversaries = (0..<scenario.n).compactMap { r in
+            behaviours[r].map { AdversaryReport(replica: r, mode: $0.mode, counters: $0.counters) }
+        }
         return SimulationResult(seed: scenario.seed, scenario: scenario.description, failures: failures,
                                 traceHash: trace.value, ticks: now, delivered: deliveries.map(\.count).max() ?? 0,
                                 viewChanges: viewChanges, stateTransfers: stateTransfers, messages: messageCount, drops: dropCount,
-                                laterStateChunks: laterStateChunks, batchBodies: batchBodies)
+                                laterStateChunks: laterStateChunks, batchBodies: batchBodies, adversaries: adversaries,
+                                peakSlots: peakSlots, peakBatches: peakBatches, peakPending: peakPending,
+                                equivocationsObserved: equivocationsObserved, twinViewChanges: twinViewChanges)
     }
 
     var checkedUpTo: [Int] = []
@@ -429,6 +654,7 @@ public final class Simulation {
                 if let other = totalOrder[d.index], other != d.digest {
                     failures.append("total order violated at index \(d.index): replica \(r) delivered \(d.digest.hex), another correct replica \(other.hex)")
                 }
+                if totalOrder[d.index] == nil { orderDeliveries[d.index] = d }
                 totalOrder[d.index] = d.digest
                 if !submittedDigests.contains(d.digest) {
                     failures.append("integrity: replica \(r) delivered a request no client submitted (\(d.digest.hex))")
@@ -441,6 +667,96 @@ public final class Simulation {
                 }
                 lastTimestamp[r][d.client] = d.timestamp
             }
+        }
+        advanceModel()
+    }
+
+    /// Feeds the model every agreed request it has not executed yet, then compares what clients
+    /// accepted and what correct replicas delivered with the model's results.
+    func advanceModel() {
+        while let d = orderDeliveries[modelIndex + 1] {
+            guard let op = operations[d.digest] else { break }  // reported by the integrity check
+            modelIndex += 1
+            let result = model.execute(op, context: ExecutionContext(client: d.client, timestamp: d.timestamp, seq: d.seq, index: d.index))
+            modelResults[modelIndex] = result
+            modelByRequest[d.client, default: [:]][d.timestamp] = result
+        }
+        for r in correct {
+            let list = deliveries[r]
+            while resultsCheckedUpTo[r] < list.count, list[resultsCheckedUpTo[r]].index <= modelIndex {
+                let d = list[resultsCheckedUpTo[r]]
+                resultsCheckedUpTo[r] += 1
+                if modelResults[d.index] != d.result {
+                    failures.append("replica \(r) delivered index \(d.index) with a result the sequential model does not produce")
+                }
+            }
+        }
+        var waiting: [(client: Int, timestamp: UInt64, result: [UInt8])] = []
+        for c in completionsToCheck {
+            guard let expected = modelByRequest[ClientID(c.client)]?[c.timestamp] else { waiting.append(c); continue }
+            if expected != c.result {
+                failures.append("client \(c.client) accepted a forged or divergent result for timestamp \(c.timestamp): no correct replica's execution produced it")
+            }
+        }
+        completionsToCheck = waiting
+    }
+
+    /// Checks after the run: every completion matched an executed request, correct replies
+    /// matched the model, and each correct replica's tables stayed bounded.
+    func checkFinal() {
+        for c in completionsToCheck {
+            failures.append("client \(c.client) completed timestamp \(c.timestamp) but no correct replica executed it")
+        }
+        completionsToCheck = []
+        if let highest = totalOrder.keys.max(), highest > modelIndex {
+            failures.append("model: index \(modelIndex + 1) of \(highest) was delivered by no correct replica")
+        }
+        for c in correctReplies.keys.sorted() {
+            for (t, first) in correctReplies[c]!.sorted(by: { $0.key < $1.key }) {
+                if let expected = modelByRequest[c]?[t], SHA256.hash(expected) != first.result {
+                    failures.append("replica \(first.replica) replied to client \(c) timestamp \(t) with a result the model does not produce")
+                }
+            }
+        }
+        // Once every request completed nothing stays pending beyond what clients may still send.
+        checkBounds(pendingBound: scenario.clients * scenario.clientWindow, when: "after the run")
+    }
+
+    var slotBound: Int { scenario.stateBoundOverride ?? Int(config.watermarkWindow) + Self.slotSlack }
+    var batchBound: Int { scenario.stateBoundOverride ?? Self.batchBound(window: Int(config.watermarkWindow)) }
+
+    /// Each correct replica's tables: slots within the watermark window (plus slack), batch
+    /// bodies only for slots, pending requests within `pendingBound`. Reports each breach once.
+    func checkBounds(pendingBound: Int, when: String) {
+        for r in correct {
+            let rep = replicas[r]
+            if rep.slotCount > slotBound {
+                failures.append("bounded state \(when): replica \(r) holds \(rep.slotCount) slots (bound \(slotBound))")
+            }
+            if rep.pendingRequestCount > pendingBound {
+                failures.append("bounded state \(when): replica \(r) holds \(rep.pendingRequestCount) pending requests (bound \(pendingBound))")
+            }
+            if rep.batchCount > batchBound {
+                failures.append("bounded state \(when): replica \(r) holds \(rep.batchCount) batch bodies (bound \(batchBound))")
+            }
+        }
+    }
+
+    /// Slots beyond the watermark window a correct replica may hold (the window is counted from
+    /// the stable checkpoint; a replica may hold slots up to the next checkpoint's proof).
+    static let slotSlack = 8
+    static func batchBound(window: Int) -> Int { 2 * window + 16 }
+
+    /// Records the peaks and checks the hard bounds at every tick: a lagging replica may hold
+    /// up to `maxPendingPerClient` requests per client until it catches up.
+    func measureTables() {
+        for r in correct {
+            peakSlots = max(peakSlots, replicas[r].slotCount)
+            peakBatches = max(peakBatches, replicas[r].batchCount)
+            peakPending = max(peakPending, replicas[r].pendingRequestCount)
+        }
+        if peakSlots > slotBound || peakBatches > batchBound || peakPending > scenario.clients * config.maxPendingPerClient {
+            checkBounds(pendingBound: scenario.clients * config.maxPendingPerClient, when: "at tick \(now)")
         }
     }
 }

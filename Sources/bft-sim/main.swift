@@ -1,6 +1,6 @@
 import ArgumentParser
 import BFTSim
-import BFTConfig
+import Foundation
 
 /// `bft-sim`: the deterministic PBFT simulator. One seed decides the cluster, the workload, the
 /// network faults, crashes and Byzantine replicas; the same seed replays the same trace.
@@ -10,9 +10,10 @@ struct BFTSimCommand: ParsableCommand {
         abstract: "Run the deterministic PBFT simulator over a range of seeds.",
         discussion: """
         Each seed runs a fault phase (message loss, duplication, reordering, delay, partitions, \
-        crashes, up to f Byzantine replicas), then heals the network and checks liveness. \
-        Checkers: agreement and total order, integrity, per-client order, validity, equal \
-        checkpoint digests. Ends with the line 'N passed, M failed'.
+        crashes, up to f Byzantine replicas or a Twins pair), then heals the network and checks \
+        liveness. Checkers: agreement and total order, integrity, per-client order, validity, \
+        equal checkpoint digests, client results against a sequential model, bounded replica \
+        state. Ends with the line 'N passed, M failed'.
         """)
 
     @Option(help: "Number of seeds to run.")
@@ -27,24 +28,56 @@ struct BFTSimCommand: ParsableCommand {
     @Flag(help: "Print each seed's scenario, trace hash and statistics.")
     var verbose = false
 
+    @Flag(help: "Twin a replica in every seed (Twins: two honest instances with one key in different partitions).")
+    var twins = false
+
+    @Option(help: "Run the scenario in this JSON file (written by --write-scenario) instead of random seeds.")
+    var scenario: String?
+
+    @Option(help: "Write the scenario of seed --start (with --twins if given) as JSON to this file and exit.")
+    var writeScenario: String?
+
+    @Option(help: "Seeds run in parallel (default: the number of cores). Output stays in seed order.")
+    var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+
     func run() throws {
-        var passed = 0, failed = 0
-        for i in 0..<seeds {
-            let seed = start + UInt64(i)
-            let scenario = Scenario.random(seed: seed, useEd25519: ed25519)
-            let r = Simulation(scenario: scenario).run()
+        var passed = 0, failed = 0, idle = 0
+        let began = Date()
+        if let path = writeScenario {
+            let s = Scenario.random(seed: start, useEd25519: ed25519, forceTwins: twins)
+            try s.jsonData(note: "seed \(start)\(twins ? " --twins" : "")").write(to: URL(fileURLWithPath: path))
+            print("wrote \(path): \(s)")
+            return
+        }
+        var scenarios = (0..<seeds).map { Scenario.random(seed: start + UInt64($0), useEd25519: ed25519, forceTwins: twins) }
+        if let path = scenario {
+            scenarios = [try Scenario(json: Data(contentsOf: URL(fileURLWithPath: path)))]
+        }
+        let results = SeedRunner.runParallel(scenarios, jobs: jobs)
+        for r in results {
+            let seed = r.seed
+            if !r.idleAdversaries.isEmpty { idle += 1 }
             if verbose || !r.passed {
-                print("seed \(seed): \(r.passed ? "ok" : "FAILED") trace=\(String(r.traceHash, radix: 16)) ticks=\(r.ticks) delivered=\(r.delivered) viewChanges=\(r.viewChanges) stateTransfers=\(r.stateTransfers) laterChunks=\(r.laterStateChunks) batchBodies=\(r.batchBodies) messages=\(r.messages) drops=\(r.drops)")
+                print("seed \(seed): \(r.passed ? "ok" : "FAILED") trace=\(String(r.traceHash, radix: 16)) ticks=\(r.ticks) delivered=\(r.delivered) viewChanges=\(r.viewChanges) stateTransfers=\(r.stateTransfers) laterChunks=\(r.laterStateChunks) batchBodies=\(r.batchBodies) messages=\(r.messages) drops=\(r.drops) peakSlots=\(r.peakSlots) peakBatches=\(r.peakBatches) peakPending=\(r.peakPending) equivocationsObserved=\(r.equivocationsObserved)")
                 print("  \(r.scenario)")
+                for a in r.adversaries { print("  adversary \(a)\(a.acted == 0 ? " (idle: its mode never acted)" : "")") }
             }
             if r.passed {
                 passed += 1
             } else {
                 failed += 1
                 for f in r.failures.prefix(5) { print("  \(f)") }
-                print("  replay: \(SeedRunner.replayCommand(seed: seed, ed25519: ed25519))")
+                if let path = scenario {
+                    print("  replay: bft-sim --scenario \(path) --verbose")
+                } else {
+                    print("  replay: \(SeedRunner.replayCommand(seed: seed, ed25519: ed25519))\(twins ? " --twins" : "")")
+                    print("  keep it: bft-sim --start \(seed)\(twins ? " --twins" : "") --write-scenario FILE.json")
+                }
             }
         }
+        let seconds = Date().timeIntervalSince(began)
+        print("seeds with an idle adversary: \(idle)")
+        print("\(scenarios.count) seeds in \(String(format: "%.1f", seconds)) s (\(String(format: "%.1f", Double(scenarios.count) / max(seconds, 1e-9))) seeds/s, \(jobs) jobs)")
         print("\(passed) passed, \(failed) failed")
         if failed > 0 { throw ExitCode(1) }
     }

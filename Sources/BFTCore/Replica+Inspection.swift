@@ -1,0 +1,16 @@
+/// Read-only views of a replica's internal tables, for checkers (the simulator bounds them per
+/// seed) and diagnostics. None of these change the replica.
+extension Replica {
+    /// Sequence slots held (pre-prepares, prepares, commits, certificates) above the low watermark.
+    public var slotCount: Int { slots.count }
+    /// Batch bodies kept by digest (including the null batch).
+    public var batchCount: Int { batches.count }
+    /// Sequence numbers for which CHECKPOINT votes are held.
+    public var checkpointVoteCount: Int { checkpointVotes.count }
+    /// Own checkpoints not yet stable (each holds a state copy).
+    public var ownCheckpointCount: Int { ownCheckpoints.count }
+    /// VIEW-CHANGE messages held for the view change in progress.
+    public var viewChangeMessageCount: Int { viewChanges.count }
+    /// Entries across every client's reply cache.
+    public var cachedReplyCount: Int { clients.values.reduce(0) { $0 + $1.replies.count } }
+}
