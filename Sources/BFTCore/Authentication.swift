@@ -81,7 +81,11 @@ struct StandInSigner: MessageSigner {
 /// authentic and check only the protocol rules.
 public struct VerifiedMessage: Sendable {
     public let message: Message
-    init(_ message: Message) { self.message = message }
+    /// False for a request accepted on its client's own authenticated session without a
+    /// signature check: the core then neither proposes it nor suspects the primary over it until
+    /// a signature-checked copy arrives (the client's retransmission is checked).
+    public let signatureChecked: Bool
+    init(_ message: Message, signatureChecked: Bool = true) { self.message = message; self.signatureChecked = signatureChecked }
 }
 
 /// Why a message was refused at the edge. Counted by reason, never fatal.
@@ -149,7 +153,7 @@ public final class MessageVerifier: Sendable {
         if let p = unknown(message.signer) { return .failure(.unknownPrincipal(p)) }
         switch message {
         case .request(let r):
-            return verifyRequest(r) ? .success(VerifiedMessage(message)) : .failure(.badSignature(.request))
+            return verifyRequest(r, acceptSession: false) ? .success(VerifiedMessage(message)) : .failure(.badSignature(.request))
         case .reply(let r):
             return r.isCoveredBySignature && verifyReplyBatch(r) ? .success(VerifiedMessage(message)) : .failure(.badSignature(.reply))
         default:
@@ -166,9 +170,19 @@ public final class MessageVerifier: Sendable {
     /// its sender, so its signature is not checked here. Its digest is remembered, so the same
     /// request (byte for byte, signature included) inside a pre-prepare needs no check either;
     /// a replica that did not receive it this way checks its signature there (`verifyRequest`).
-    public func acceptFromOwnSession(_ r: Request) -> VerifiedMessage {
-        sessionRequests.withLock { $0.insert(r.digest) }
-        return VerifiedMessage(.request(r))
+    ///
+    /// Returns nil for a request already seen this way (a client retransmits only when it got no
+    /// reply in time): the caller then checks its signature with `verify`, so a client that signs
+    /// garbage is caught on its first retransmission and never makes a backup suspect the primary.
+    public func acceptFromOwnSession(_ r: Request) -> VerifiedMessage? {
+        let d = r.digest
+        if cache.withLock({ $0.contains(d) }) { return VerifiedMessage(.request(r)) }
+        let first = sessionRequests.withLock { c -> Bool in
+            if c.contains(d) { return false }
+            c.insert(d)
+            return true
+        }
+        return first ? VerifiedMessage(.request(r), signatureChecked: false) : nil
     }
 
     /// For messages this replica created itself (trusted by construction).
@@ -186,9 +200,11 @@ public final class MessageVerifier: Sendable {
         return checker.isValid(signature: m.signature, for: m.signingBytes(clusterID: clusterID), by: m.signer)
     }
 
-    private func verifyRequest(_ r: Request) -> Bool {
+    /// `acceptSession`: a request this replica received byte for byte over its client's own
+    /// session counts as authentic (inside a pre-prepare); a top-level request is checked.
+    private func verifyRequest(_ r: Request, acceptSession: Bool = true) -> Bool {
         let d = r.digest
-        if cache.withLock({ $0.contains(d) }) || sessionRequests.withLock({ $0.contains(d) }) { return true }
+        if cache.withLock({ $0.contains(d) }) || (acceptSession && sessionRequests.withLock({ $0.contains(d) })) { return true }
         guard check(r) else { return false }
         cache.withLock { $0.insert(d) }
         return true
@@ -215,8 +231,8 @@ public final class MessageVerifier: Sendable {
 
     private func nestedValid(_ message: Message) -> Bool {
         switch message {
-        case .prePrepare(let pp): return pp.requests.allSatisfy(verifyRequest)
-        case .batch(let b): return b.requests.allSatisfy(verifyRequest)
+        case .prePrepare(let pp): return pp.requests.allSatisfy { verifyRequest($0) }
+        case .batch(let b): return b.requests.allSatisfy { verifyRequest($0) }
         case .viewChange(let vc):
             return vc.checkpointProof.allSatisfy(check)
                 && vc.prepared.allSatisfy { check($0.prePrepare) && $0.prepares.allSatisfy(check) }
@@ -224,7 +240,7 @@ public final class MessageVerifier: Sendable {
         case .catchUp(let cu):
             if let nv = cu.newView, !(check(nv) && newViewNestedValid(nv)) { return false }
             return cu.entries.allSatisfy {
-                check($0.certificate.prePrepare) && $0.certificate.commits.allSatisfy(check) && $0.requests.allSatisfy(verifyRequest)
+                check($0.certificate.prePrepare) && $0.certificate.commits.allSatisfy(check) && $0.requests.allSatisfy { verifyRequest($0) }
             }
         case .stateTransfer(let st): return st.proof.allSatisfy(check)
         default: return true

@@ -152,6 +152,9 @@ struct StateAssembly {
 /// order across clients. Bounded: `maxPerClient` per configured client.
 struct PendingRequests {
     var byClient: [ClientID: [Request]] = [:]
+    /// Requests accepted on their client's session without a signature check: never proposed,
+    /// and never a reason to suspect the primary, until a checked copy arrives.
+    var unchecked: Set<Digest> = []
     /// Clients with pending requests, in the order they first had one (round robin for batching).
     var order: [ClientID] = []
     var rotation = 0
@@ -164,9 +167,15 @@ struct PendingRequests {
 
     enum InsertResult { case inserted, duplicate, full }
 
-    mutating func insert(_ r: Request) -> InsertResult {
+    func isChecked(_ r: Request) -> Bool { unchecked.isEmpty || !unchecked.contains(r.digest) }
+
+    mutating func insert(_ r: Request, signatureChecked: Bool = true) -> InsertResult {
         var list = byClient[r.client] ?? []
-        if list.contains(where: { $0.timestamp == r.timestamp }) { return .duplicate }
+        if let existing = list.first(where: { $0.timestamp == r.timestamp }) {
+            if signatureChecked && existing.digest == r.digest { unchecked.remove(r.digest) }
+            return .duplicate
+        }
+        if !signatureChecked { unchecked.insert(r.digest) }
         if list.count >= maxPerClient { return .full }
         let idx = list.firstIndex { $0.timestamp > r.timestamp } ?? list.count
         list.insert(r, at: idx)
@@ -177,6 +186,7 @@ struct PendingRequests {
 
     mutating func removeUpTo(client: ClientID, timestamp: UInt64) {
         guard var list = byClient[client] else { return }
+        if !unchecked.isEmpty { for r in list where r.timestamp <= timestamp { unchecked.remove(r.digest) } }
         list.removeAll { $0.timestamp <= timestamp }
         if list.isEmpty {
             byClient[client] = nil
@@ -298,7 +308,7 @@ public struct Replica {
     public mutating func step(_ input: VerifiedMessage) -> ReplicaOutput {
         var out = ReplicaOutput()
         switch input.message {
-        case .request(let r): onRequest(r, &out)
+        case .request(let r): onRequest(r, signatureChecked: input.signatureChecked, &out)
         case .prePrepare(let m): onPrePrepare(m, &out)
         case .prepare(let m): onPrepare(m, &out)
         case .commit(let m): onCommit(m, &out)
@@ -396,7 +406,7 @@ public struct Replica {
             guard let first = pending.byClient[c]?.first else { continue }
             let last = max(clients[c]?.lastTimestamp ?? 0, proposedTimestamps[c] ?? 0)
             if first.timestamp <= last { return true }  // assigned but not yet executed
-            if nextExecutable(first, after: last) { return true }
+            if nextExecutable(first, after: last) && pending.isChecked(first) { return true }
         }
         return false
     }
@@ -411,7 +421,7 @@ public struct Replica {
         for c in pending.order where found.count < limit {
             guard let list = pending.byClient[c] else { continue }
             let last = max(clients[c]?.lastTimestamp ?? 0, proposedTimestamps[c] ?? 0)
-            if let r = list.first(where: { $0.timestamp > last }), nextExecutable(r, after: last) { found.append(r) }
+            if let r = list.first(where: { $0.timestamp > last }), nextExecutable(r, after: last), pending.isChecked(r) { found.append(r) }
         }
         return found
     }
@@ -455,7 +465,7 @@ public struct Replica {
 
     // MARK: - Requests (§4.1)
 
-    mutating func onRequest(_ r: Request, _ out: inout ReplicaOutput) {
+    mutating func onRequest(_ r: Request, signatureChecked: Bool = true, _ out: inout ReplicaOutput) {
         let record = clients[r.client] ?? ClientRecord()
         if r.timestamp <= record.lastTimestamp {
             // Already executed: resend the cached reply, never execute twice.
@@ -465,7 +475,7 @@ public struct Replica {
         if r.sessionStart && r.timestamp - record.lastTimestamp > config.maxSessionTimestampJump && r.timestamp != record.lastTimestamp + 1 {
             return drop(.request, .client(r.client), "session_timestamp_jump", &out)
         }
-        switch pending.insert(r) {
+        switch pending.insert(r, signatureChecked: signatureChecked) {
         case .inserted: break
         case .duplicate: return
         case .full:
@@ -538,7 +548,7 @@ public struct Replica {
             guard let list = pending.byClient[c] else { continue }
             var last = max(clients[c]?.lastTimestamp ?? 0, proposedTimestamps[c] ?? 0)
             for r in list where r.timestamp > last {
-                guard nextExecutable(r, after: last) else { break }
+                guard nextExecutable(r, after: last), pending.isChecked(r) else { break }
                 let size = r.operation.count + 81  // the request's encoded size
                 if batch.count >= config.maxBatchRequests || bytes + size > config.maxBatchBytes {
                     return batch

@@ -225,12 +225,14 @@ public final class Simulation {
     var orderCounter: UInt64 = 0
 
     /// Indexed by node: the replicas, then the twin's second instance if the scenario has twins.
-    var replicas: [Replica] = []
-    /// Each replica's persisted records since its last checkpoint record (its write-ahead log).
-    var persisted: [[[UInt8]]] = []
+    /// Each is driven through the one `ReplicaDriver` the node uses: its in-memory log (compacted
+    /// at checkpoint records, records through their codec) is what a restart recovers from, a
+    /// Byzantine behaviour is the driver's send decorator, and the replica's invariants are
+    /// checked after every step.
+    var drivers: [ReplicaDriver<InMemoryLog>] = []
     var replicaSigners: [any MessageSigner] = []
     var restarts = 0
-    var behaviours: [ByzantineBehaviour?] = []
+    func behaviour(_ node: Int) -> ByzantineBehaviour? { drivers[node].interceptor as? ByzantineBehaviour }
     var verifiers: [MessageVerifier] = []
     var clients: [ClientCore] = []
     var clientVerifier: MessageVerifier
@@ -321,24 +323,23 @@ public final class Simulation {
         clientVerifier = MessageVerifier(checker: checker, clusterID: cfg.clusterID, replicaCount: cfg.n, clientCount: cfg.clientCount)
         self.replicaSigners = replicaSigners
         for i in 0..<scenario.n {
-            persisted.append([])
-            replicas.append(Replica(id: i, config: cfg, signer: replicaSigners[i], application: makeApplication(for: i)))
+            let replica = Replica(id: i, config: cfg, signer: replicaSigners[i], application: makeApplication(for: i))
             verifiers.append(MessageVerifier(checker: checker, clusterID: cfg.clusterID, replicaCount: cfg.n, clientCount: cfg.clientCount))
             let byz = scenario.byzantine.first { $0.replica == i }
-            behaviours.append(byz.map {
+            let behaviour: ByzantineBehaviour? = byz.map {
                 var b = ByzantineBehaviour(mode: $0.mode, id: i, config: cfg, signer: replicaSigners[i], seed: rng.next())
                 b.passive = scenario.passiveAdversaries
                 return b
-            })
+            }
+            drivers.append(ReplicaDriver(replica: replica, log: InMemoryLog(limits: cfg.limits), interceptor: behaviour, checkInvariants: true))
             deliveries.append([])
         }
         if let twin = scenario.twins {
             // The second instance: same id, same key, an honest replica of its own.
             let t = twin.replica
-            persisted.append([])
-            replicas.append(Replica(id: t, config: cfg, signer: replicaSigners[t], application: makeApplication()))
+            drivers.append(ReplicaDriver(replica: Replica(id: t, config: cfg, signer: replicaSigners[t], application: makeApplication()),
+                                         log: InMemoryLog(limits: cfg.limits), checkInvariants: true))
             verifiers.append(MessageVerifier(checker: checker, clusterID: cfg.clusterID, replicaCount: cfg.n, clientCount: cfg.clientCount))
-            behaviours.append(nil)
             deliveries.append([])
         }
         for c in 0..<scenario.clients {
@@ -366,14 +367,14 @@ public final class Simulation {
     }
 
     /// Nodes: replicas `0 ..< n`, and node `n` for the twin's second instance.
-    var nodeCount: Int { replicas.count }
+    var nodeCount: Int { drivers.count }
     func replicaID(ofNode node: Int) -> ReplicaID { node < scenario.n ? node : scenario.twins!.replica }
     /// The nodes that receive what is addressed to replica `r`.
     func nodes(of r: ReplicaID) -> [Int] { scenario.twins?.replica == r ? [r, scenario.n] : [r] }
 
     /// A Byzantine wrapper or an instance of the twinned replica: excluded from the checkers.
     func isByzantine(_ node: Int) -> Bool {
-        behaviours[node] != nil || (scenario.twins.map { node == $0.replica || node == scenario.n } ?? false)
+        behaviour(node) != nil || (scenario.twins.map { node == $0.replica || node == scenario.n } ?? false)
     }
     var healed: Bool { now > scenario.faultTicks }
 
@@ -420,56 +421,40 @@ public final class Simulation {
         }
     }
 
+    /// Carries out a node's step through its driver (persist, then send, with its Byzantine
+    /// decorator if it has one) and records what correct replicas delivered.
     func dispatch(from node: Int, _ output: ReplicaOutput) {
         let r = replicaID(ofNode: node)
-        var messages = output.messages
-        if var b = behaviours[node] {
-            messages = b.transform(messages, replica: replicas[node])
-            behaviours[node] = b
-        } else if !isByzantine(node) {
+        if !isByzantine(node) {
             record(replica: r, output)
-            persist(replica: r, output.persist)
-        } else {
+        } else if behaviour(node) == nil {
             for e in output.events { if case .viewChangeStarted = e { twinViewChanges += 1 } }
         }
-        for o in messages {
-            switch o.destination {
-            case .replica(let to): send(from: .replica(r), fromNode: node, to: .replica(to), o.message)
-            case .allReplicas:
-                for to in 0..<scenario.n where to != r { send(from: .replica(r), fromNode: node, to: .replica(to), o.message) }
-            case .client(let c): send(from: .replica(r), fromNode: node, to: .client(c), o.message)
-            }
-        }
-    }
-
-    /// Appends to the replica's log; a checkpoint record compacts everything before it, as the
-    /// node's write-ahead log does. Records go through their codec, as they would on disk.
-    func persist(replica r: ReplicaID, _ records: [PersistRecord]) {
-        for rec in records {
-            if case .checkpoint = rec { persisted[r].removeAll() }
-            persisted[r].append(rec.encoded())
+        try! drivers[node].apply(output) { m, recipients in
+            for to in recipients { self.send(from: .replica(r), fromNode: node, to: to, m) }
         }
     }
 
     /// A crash with amnesia: the replica restarts empty and recovers from its persisted records.
     func restartFromLog(_ r: ReplicaID) {
         restarts += 1
-        var fresh = Replica(id: r, config: config, signer: replicaSigners[r], application: makeApplication(for: r))
-        var records: [PersistRecord] = []
-        for bytes in persisted[r] {
-            guard let rec = try? PersistRecord.decode(bytes) else {
-                failures.append("replica \(r): a persisted record does not decode")
-                return
-            }
-            records.append(rec)
+        let fresh = Replica(id: r, config: config, signer: replicaSigners[r], application: makeApplication(for: r))
+        let before = deliveries[r]
+        let old = drivers[r].replica
+        var driver = ReplicaDriver(replica: fresh, log: drivers[r].log, interceptor: drivers[r].interceptor, checkInvariants: true)
+        let out: ReplicaOutput
+        do {
+            out = try driver.recover(now: now)
+        } catch {
+            failures.append("replica \(r): a persisted record does not decode (\(error))")
+            return
         }
-        let out = fresh.recover(from: records)
         for case .checkpointMismatch(let seq) in out.events {
             failures.append("replica \(r): its persisted checkpoint at seq \(seq) does not match its digest after recovery")
         }
-        let before = deliveries[r]
         if debugEnabled {
-            print("t=\(now) restart r\(r): records \(records.count) recoveredExec \(fresh.lastExecuted) count \(fresh.executedCount) stable \(fresh.stableSeq) view \(fresh.view) active \(fresh.active); before: lastExec \(replicas[r].lastExecuted) count \(replicas[r].executedCount) stable \(replicas[r].stableSeq); recovered deliveries \(out.deliveries.count)")
+            let x = driver.replica
+            print("t=\(now) restart r\(r): records \(driver.log.encoded.count) recoveredExec \(x.lastExecuted) count \(x.executedCount) stable \(x.stableSeq) view \(x.view) active \(x.active); before: lastExec \(old.lastExecuted) count \(old.executedCount) stable \(old.stableSeq); recovered deliveries \(out.deliveries.count)")
         }
         for d in out.deliveries {
             if let prior = before.first(where: { $0.index == d.index }), prior.digest != d.digest {
@@ -479,9 +464,8 @@ public final class Simulation {
         // Deliveries beyond what it had recorded (possible only if it crashed mid-step) are new.
         let known = before.last?.index ?? 0
         deliveries[r] += out.deliveries.filter { $0.index > known }
-        // Time continues from where the cluster is.
-        for _ in 0..<now { _ = fresh.tick() }
-        replicas[r] = fresh
+        // Time continues from where the cluster is (the driver recovered it at `now`).
+        drivers[r] = driver
     }
 
     func record(replica r: ReplicaID, _ output: ReplicaOutput) {
@@ -532,13 +516,12 @@ public final class Simulation {
         case .replica:
             let node = m.toNode
             guard !isDown(node) else { return }
-            behaviours[node]?.observe(m.message)
             if !isByzantine(node) {
                 if case .stateTransfer(let st) = m.message, st.index > 0 { laterStateChunks += 1 }
                 if case .batch = m.message { batchBodies += 1 }
             }
             switch verifiers[node].verify(m.message) {
-            case .success(let v): dispatch(from: node, replicas[node].step(v))
+            case .success(let v): dispatch(from: node, drivers[node].stepOnly([v]))
             case .failure: dropCount += 1
             }
         case .client(let c):
@@ -588,7 +571,7 @@ public final class Simulation {
 
     var done: Bool {
         guard healed, clientCompleted.allSatisfy({ $0 == scenario.requestsPerClient }) else { return false }
-        let counts = correct.map { replicas[$0].executedCount }
+        let counts = correct.map { drivers[$0].replica.executedCount }
         return counts.allSatisfy { $0 == UInt64(scenario.clients * scenario.requestsPerClient) }
     }
 
@@ -610,7 +593,7 @@ public final class Simulation {
                 }
             }
             for node in 0..<nodeCount where !isDown(node) {
-                dispatch(from: node, replicas[node].tick())
+                dispatch(from: node, drivers[node].tickOnly(now: now))
             }
             for c in 0..<scenario.clients { clientStep(c) }
             checkSafety()
@@ -618,13 +601,13 @@ public final class Simulation {
             if done { break }
         }
         if failures.isEmpty && !done {
-            let status = correct.map { r in "r\(r): view \(replicas[r].view)\(replicas[r].active ? "" : "*") exec \(replicas[r].lastExecuted) delivered \(replicas[r].executedCount) stable \(replicas[r].stableSeq) pending \(replicas[r].pendingRequestCount)" }
+            let status = correct.map { r in "r\(r): view \(drivers[r].replica.view)\(drivers[r].replica.active ? "" : "*") exec \(drivers[r].replica.lastExecuted) delivered \(drivers[r].replica.executedCount) stable \(drivers[r].replica.stableSeq) pending \(drivers[r].replica.pendingRequestCount)" }
             failures.append("liveness: after \(now) ticks clients completed \(clientCompleted) of \(scenario.requestsPerClient) each; \(status.joined(separator: "; "))")
         }
         checkSafety()
         checkFinal()
         let adversaries = (0..<scenario.n).compactMap { r in
-            behaviours[r].map { AdversaryReport(replica: r, mode: $0.mode, counters: $0.counters) }
+            behaviour(r).map { AdversaryReport(replica: r, mode: $0.mode, counters: $0.counters) }
         }
         return SimulationResult(seed: scenario.seed, scenario: scenario.description, failures: failures,
                                 traceHash: trace.value, ticks: now, delivered: deliveries.map(\.count).max() ?? 0,
@@ -729,7 +712,7 @@ public final class Simulation {
     /// bodies only for slots, pending requests within `pendingBound`. Reports each breach once.
     func checkBounds(pendingBound: Int, when: String) {
         for r in correct {
-            let rep = replicas[r]
+            let rep = drivers[r].replica
             if rep.slotCount > slotBound {
                 failures.append("bounded state \(when): replica \(r) holds \(rep.slotCount) slots (bound \(slotBound))")
             }
@@ -751,9 +734,9 @@ public final class Simulation {
     /// up to `maxPendingPerClient` requests per client until it catches up.
     func measureTables() {
         for r in correct {
-            peakSlots = max(peakSlots, replicas[r].slotCount)
-            peakBatches = max(peakBatches, replicas[r].batchCount)
-            peakPending = max(peakPending, replicas[r].pendingRequestCount)
+            peakSlots = max(peakSlots, drivers[r].replica.slotCount)
+            peakBatches = max(peakBatches, drivers[r].replica.batchCount)
+            peakPending = max(peakPending, drivers[r].replica.pendingRequestCount)
         }
         if peakSlots > slotBound || peakBatches > batchBound || peakPending > scenario.clients * config.maxPendingPerClient {
             checkBounds(pendingBound: scenario.clients * config.maxPendingPerClient, when: "at tick \(now)")

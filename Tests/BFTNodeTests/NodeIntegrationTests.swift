@@ -11,6 +11,7 @@ import BFTTransport
 import BFTApplications
 import BFTConfig
 import BFTClient
+import BFTSession
 
 /// Four `ReplicaNode`s in one process over real TCP on 127.0.0.1, driven by `ClientRuntime` and by
 /// a raw socket that replays and corrupts frames.
@@ -126,6 +127,28 @@ struct NodeIntegrationTests {
         #expect(logs.allSatisfy { $0 == logs[0] })
     }
 
+    /// Connections of one client identity with its authenticated sessions to every replica, for
+    /// sending hand-made request frames (replays, forgeries, floods) as that client.
+    static func sessionSender(_ c: LocalCluster, client: ClientID) -> ClientConnections {
+        let proto = c.configuration.protocolConfig()
+        var addresses: [Int: (host: String, port: Int)] = [:]
+        for r in c.configuration.replicas { addresses[r.id] = (r.host, r.port) }
+        let setup = SessionSetup(clusterID: proto.clusterID, principal: .client(client), signingKey: c.clientKeys[Int(client)],
+                                 keyring: c.configuration.sessionKeyring())
+        let conns = ClientConnections(clusterID: proto.clusterID, replicas: addresses, knownKinds: [MessageKind.reply.rawValue],
+                                      session: setup, group: MultiThreadedEventLoopGroup.singleton,
+                                      logger: Logger(label: "hostile", factory: { _ in SwiftLogNoOpLogHandler() })) { _, _ in }
+        conns.start()
+        _ = waitUntil(5) { (0..<4).allSatisfy { conns.isConnected(toReplica: $0) } }
+        return conns
+    }
+
+    static func body(_ r: Request) -> ByteBuffer {
+        var b = ByteBufferAllocator().buffer(capacity: 0)
+        b.writeBytes(r.encoded)
+        return b
+    }
+
     @Test("a replayed request frame is answered from the reply cache and never executed twice; garbage closes only its connection")
     func replayAndGarbage() throws {
         let c = try LocalCluster()
@@ -133,16 +156,11 @@ struct NodeIntegrationTests {
         let request = Request(client: 1, timestamp: 1000, sessionStart: true, operation: Array("SET r 1".utf8))
             .signed(with: Ed25519MessageSigner(key: c.clientKeys[1]), clusterID: 5)
         let port = c.configuration.address(of: 2).port
-        var frame = ByteBufferAllocator().buffer(capacity: 0)
-        var body = ByteBufferAllocator().buffer(capacity: 0)
-        body.writeBytes(request.encoded)
-        Frame.encode(kind: MessageKind.request.rawValue, clusterID: 5, body: body, into: &frame)
-        let bytes = Array(frame.readableBytesView)
-
-        // Send the same signed request to every replica three times (a replay), plus garbage to replica 2.
-        for i in 0..<4 {
-            try RawSocket.send(port: c.configuration.address(of: i).port, bytes: bytes + bytes + bytes)
-        }
+        // Send the same signed request to every replica three times (a replay) over the client's
+        // own sessions, plus garbage to replica 2 on a connection of its own.
+        let sender = Self.sessionSender(c, client: 1)
+        defer { try? sender.shutdown().wait() }
+        for _ in 0..<3 { sender.broadcast(kind: MessageKind.request.rawValue, body: Self.body(request)) }
         try RawSocket.send(port: port, bytes: Array(repeating: 0xEE, count: 512))
         #expect(Self.waitUntil(10) { (0..<4).allSatisfy { c.deliverLog($0).count == 1 } })
         Thread.sleep(forTimeInterval: 0.3)
@@ -161,27 +179,23 @@ struct NodeIntegrationTests {
     func hostileClients() throws {
         let c = try LocalCluster()
         defer { c.shutdown() }
-        func frame(_ r: Request) -> [UInt8] {
-            var body = ByteBufferAllocator().buffer(capacity: 0)
-            body.writeBytes(r.encoded)
-            var f = ByteBufferAllocator().buffer(capacity: 0)
-            Frame.encode(kind: MessageKind.request.rawValue, clusterID: 5, body: body, into: &f)
-            return Array(f.readableBytesView)
-        }
-        // Forged: signed by client 0's key but claiming to be client 1.
-        var forged: [UInt8] = []
+        // Forged: sent over client 0's own session, signed by client 0's key but claiming to be
+        // client 1 — not the session's principal, so its signature is checked and fails.
+        let forger = Self.sessionSender(c, client: 0)
+        defer { try? forger.shutdown().wait() }
         for t in 0..<20 {
-            forged += frame(Request(client: 1, timestamp: UInt64(5000 + t), sessionStart: true, operation: [1])
-                .signed(with: Ed25519MessageSigner(key: c.clientKeys[0]), clusterID: 5))
+            forger.send(toReplica: 1, kind: MessageKind.request.rawValue,
+                        body: Self.body(Request(client: 1, timestamp: UInt64(5000 + t), sessionStart: true, operation: [1])
+                            .signed(with: Ed25519MessageSigner(key: c.clientKeys[0]), clusterID: 5)))
         }
-        try RawSocket.send(port: c.configuration.address(of: 1).port, bytes: forged)
-        // Flood: 500 validly signed requests that all wait behind a missing timestamp.
-        var flood: [UInt8] = []
+        // Flood: 500 validly signed requests over client 1's session that all wait behind a missing timestamp.
+        let flooder = Self.sessionSender(c, client: 1)
+        defer { try? flooder.shutdown().wait() }
         for t in 0..<500 {
-            flood += frame(Request(client: 1, timestamp: UInt64(10_000 + t), sessionStart: false, operation: [2])
-                .signed(with: Ed25519MessageSigner(key: c.clientKeys[1]), clusterID: 5))
+            flooder.send(toReplica: 2, kind: MessageKind.request.rawValue,
+                         body: Self.body(Request(client: 1, timestamp: UInt64(10_000 + t), sessionStart: false, operation: [2])
+                            .signed(with: Ed25519MessageSigner(key: c.clientKeys[1]), clusterID: 5)))
         }
-        try RawSocket.send(port: c.configuration.address(of: 2).port, bytes: flood)
 
         let rt = c.client(0)
         defer { rt.shutdown() }

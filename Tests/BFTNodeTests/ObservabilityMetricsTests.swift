@@ -232,6 +232,7 @@ enum PromText {
 struct ObservabilityMetricsTests {
     static let expected: [(String, String)] = [
         ("bft_requests_received_total", "counter"),
+        ("bft_requests_session_authenticated_total", "counter"),
         ("bft_requests_ordered_total", "counter"),
         ("bft_requests_executed_total", "counter"),
         ("bft_batches_total", "counter"),

@@ -208,8 +208,9 @@ public final class ReplicaNode: @unchecked Sendable {
         // signature inside the pre-prepare) and a request with a bad signature would make a
         // correct primary look faulty.
         let result: Result<VerifiedMessage, VerificationFailure>
-        if case .request(let r) = message, frame.principal == .client(r.client), !isPrimaryHint.load(ordering: .relaxed) {
-            result = .success(verifier.acceptFromOwnSession(r))
+        if case .request(let r) = message, frame.principal == .client(r.client), !isPrimaryHint.load(ordering: .relaxed),
+           let accepted = verifier.acceptFromOwnSession(r) {
+            result = .success(accepted)
             metrics.requestAuthenticatedBySession()
         } else {
             result = verifier.verify(message)
