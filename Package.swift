@@ -11,6 +11,8 @@ import PackageDescription
 /// - `BFTCore`: the pure PBFT protocol (no sockets, files, clocks, randomness or tasks) and its canonical wire codec.
 /// - `BFTSim`: deterministic simulator (network faults, crashes, Byzantine wrappers, checkers).
 /// - `BFTNode`: the networked replica (SwiftNIO), applications, configuration, client runtime.
+/// - `BFTClusterHarness`: local replica processes (spawn, SIGTERM, SIGKILL, restart, status.json)
+///   and the deliver-log comparison, shared by bft-cluster, bft-loadgen, the e2e tests and CI.
 let package = Package(
     name: "swift-pbft",
     platforms: [.macOS(.v14)],
@@ -34,6 +36,7 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
     ],
     targets: [
         .systemLibrary(
@@ -78,7 +81,7 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "bft-node", dependencies: [
-            "BFTNode", "BFTCore", "BFTCrypto", "BFTConfig", "BFTApplications", "BFTStorage", "BFTByzantine",
+            "BFTNode", "BFTCore", "BFTCrypto", "BFTConfig", "BFTApplications", "BFTStorage", "BFTByzantine", "BFTClient",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -89,17 +92,21 @@ let package = Package(
         .executableTarget(name: "bft-keygen", dependencies: [
             "BFTConfig", "BFTCore", "BFTCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .target(name: "BFTClusterHarness", dependencies: [
+            "BFTConfig", "BFTCore", .product(name: "Subprocess", package: "swift-subprocess"),
+        ]),
         .executableTarget(name: "bft-cluster", dependencies: [
-            "BFTNode", "BFTConfig", "BFTCore", "BFTCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "BFTClusterHarness", "BFTConfig", "BFTCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "bft-loadgen", dependencies: [
-            "BFTClient", "BFTNode", "BFTConfig", "BFTTransport", "BFTFrameCodec", "BFTCore", "BFTCrypto", "BFTByzantine",
+            "BFTClusterHarness", "BFTClient", "BFTConfig", "BFTTransport", "BFTFrameCodec", "BFTCore", "BFTCrypto", "BFTByzantine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .testTarget(name: "BFTClusterHarnessTests", dependencies: ["BFTClusterHarness", "BFTNode", "BFTCore", "BFTCrypto"]),
         .testTarget(name: "BFTCryptoTests", dependencies: ["BFTCrypto"]),
         .testTarget(name: "BFTSessionTests", dependencies: ["BFTSession", "BFTCrypto"]),
         .testTarget(name: "BFTStorageTests", dependencies: ["BFTStorage"]),

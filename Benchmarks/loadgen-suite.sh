@@ -13,6 +13,7 @@ out=${1:-$(mktemp -d "${TMPDIR:-/tmp}/pbft-bench.XXXXXX")}
 mkdir -p "$out"
 d=${DURATION:-20}
 fsync=${FSYNC:-on}
+# Both: bft-loadgen --spawn runs the bft-node beside it and never builds it.
 swift build -c release --product bft-node >/dev/null
 swift build -c release --product bft-loadgen >/dev/null
 lg=(.build/release/bft-loadgen --spawn --fsync "$fsync" --warmup 3s)

@@ -1,0 +1,115 @@
+import Foundation
+import Subprocess
+import Synchronization
+#if canImport(System)
+import System
+#else
+import SystemPackage
+#endif
+
+/// One running `bft-node` (or any) process, started with swift-subprocess and watched until it
+/// exits. Its standard output and error are appended to a log file.
+///
+/// Why a task per process: `Subprocess.run` is async and returns only once the process ended,
+/// while the tools that use this (bft-cluster's timer, bft-loadgen's threads) are synchronous.
+/// The task records the pid when the process is up and the termination status when it ends;
+/// signals go to that pid only while it is still recorded as running.
+public final class ReplicaProcess: Sendable {
+    public enum Phase: Sendable, Equatable {
+        case starting
+        case running(pid: pid_t)
+        case exited(TerminationStatus)
+        case failedToStart(String)
+    }
+
+    private let phaseBox = Mutex(Phase.starting)
+
+    public var phase: Phase { phaseBox.withLock { $0 } }
+
+    public var isRunning: Bool {
+        if case .running = phase { return true }
+        return false
+    }
+
+    /// "up", "exited 3", "killed by signal 9" or "failed to start: …".
+    public var stateDescription: String {
+        switch phase {
+        case .starting: return "starting"
+        case .running: return "up"
+        case .exited(.exited(let code)): return "exited \(code)"
+        case .exited(.signaled(let signal)): return "killed by signal \(signal)"
+        case .failedToStart(let why): return "failed to start: \(why)"
+        }
+    }
+
+    private init() {}
+
+    /// Starts `executable` and returns once it runs (or throws if it could not be started).
+    public static func launch(executable: String, arguments: [String], extraEnvironment: [String: String] = [:],
+                              logPath: String) throws(HarnessError) -> ReplicaProcess {
+        let out = open(logPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        let err = open(logPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard out >= 0, err >= 0 else {
+            let reason = String(cString: strerror(errno))
+            if out >= 0 { close(out) }
+            if err >= 0 { close(err) }
+            throw HarnessError("cannot open \(logPath): \(reason)")
+        }
+        var updates: [Environment.Key: String?] = [:]
+        for (k, v) in extraEnvironment { if let key = Environment.Key(rawValue: k) { updates[key] = v } }
+        let environment = Environment.inherit.updating(updates)
+        let process = ReplicaProcess()
+        Task.detached {
+            do {
+                let result = try await Subprocess.run(
+                    .path(FilePath(executable)), arguments: Arguments(arguments), environment: environment,
+                    input: .none,
+                    output: .fileDescriptor(FileDescriptor(rawValue: out), closeAfterSpawningProcess: true),
+                    error: .fileDescriptor(FileDescriptor(rawValue: err), closeAfterSpawningProcess: true)
+                ) { execution in
+                    let pid = execution.processIdentifier.value
+                    process.phaseBox.withLock { $0 = .running(pid: pid) }
+                }
+                process.phaseBox.withLock { $0 = .exited(result.terminationStatus) }
+            } catch {
+                process.phaseBox.withLock { $0 = .failedToStart("\(error)") }
+            }
+        }
+        while true {
+            switch process.phase {
+            case .starting: usleep(2_000)
+            case .failedToStart(let why): throw HarnessError("cannot start \(executable): \(why)")
+            case .running, .exited: return process
+            }
+        }
+    }
+
+    /// Sends `signal` if the process is still running; returns whether it was sent.
+    @discardableResult
+    public func send(_ signal: Int32) -> Bool {
+        phaseBox.withLock { phase in
+            guard case .running(let pid) = phase else { return false }
+            return Foundation.kill(pid, signal) == 0
+        }
+    }
+
+    /// Waits until the process has exited; false when `timeout` seconds passed first.
+    @discardableResult
+    public func waitUntilExit(timeout: Double = .infinity) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            switch phase {
+            case .exited, .failedToStart: return true
+            case .starting, .running:
+                if Date() >= deadline { return false }
+                usleep(5_000)
+            }
+        }
+    }
+}
+
+/// A one-line error from the harness (a missing binary, a file that cannot be opened, …).
+public struct HarnessError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
