@@ -30,6 +30,11 @@ public struct Scenario: Sendable, CustomStringConvertible {
     /// the cluster runs with a small size budget — 4 KiB state chunks, small batches — so
     /// checkpoints span many chunks and view changes re-propose batches by digest.
     public var payloadBytes: Int = 0
+    /// Replicas route a client's replies as the node does with authenticated sessions: to the
+    /// link the client's own request arrived on. Off, they follow whichever link last delivered
+    /// a request of that client (a request relayed by a replica moves the route), as the node
+    /// did before sessions — kept to show the attack.
+    public var sessions: Bool = true
     /// Twins (Bano et al., OPODIS 2021): one replica run as two honest instances with the same
     /// key, placed in different partitions, so it equivocates in every phase without a
     /// hand-written attack. The twinned replica counts as faulty; the checkers apply to the rest.
@@ -164,6 +169,9 @@ public struct SimulationResult: Sendable {
     public let laterStateChunks: Int
     /// BATCH bodies delivered to correct replicas (fetched after a NEW-VIEW named only digests).
     public let batchBodies: Int
+    /// Replies a correct replica sent to a replica instead of their client, because a relayed
+    /// request had moved that client's route (possible only without sessions).
+    public let misroutedReplies: Int
     /// What each Byzantine wrapper did, in replica order.
     public let adversaries: [AdversaryReport]
     /// Largest tables any correct replica held at a tick of the run.
@@ -269,6 +277,9 @@ public final class Simulation {
     var messageCount = 0
     var dropCount = 0
     var laterStateChunks = 0
+    var misroutedReplies = 0
+    /// Per node: where each client's replies go (the link its request came on), as the node routes them.
+    var replyRoutes: [[ClientID: Principal]] = []
     var batchBodies = 0
     var twinViewChanges = 0
     /// Equivocation proofs correct replicas recorded (a twin or an equivocating primary caught).
@@ -333,6 +344,7 @@ public final class Simulation {
             }
             drivers.append(ReplicaDriver(replica: replica, log: InMemoryLog(limits: cfg.limits), interceptor: behaviour, checkInvariants: true))
             deliveries.append([])
+            replyRoutes.append([:])
         }
         if let twin = scenario.twins {
             // The second instance: same id, same key, an honest replica of its own.
@@ -341,6 +353,7 @@ public final class Simulation {
                                          log: InMemoryLog(limits: cfg.limits), checkInvariants: true))
             verifiers.append(MessageVerifier(checker: checker, clusterID: cfg.clusterID, replicaCount: cfg.n, clientCount: cfg.clientCount))
             deliveries.append([])
+            replyRoutes.append([:])
         }
         for c in 0..<scenario.clients {
             clients.append(ClientCore(id: ClientID(c), config: cfg, signer: clientSigners[c],
@@ -430,8 +443,17 @@ public final class Simulation {
         } else if behaviour(node) == nil {
             for e in output.events { if case .viewChangeStarted = e { twinViewChanges += 1 } }
         }
+        let correctNode = !isByzantine(node)  // read before the driver is borrowed for `apply`
         try! drivers[node].apply(output) { m, recipients in
-            for to in recipients { self.send(from: .replica(r), fromNode: node, to: to, m) }
+            for to in recipients {
+                if case .client(let c) = to, let route = self.replyRoutes[node][c], route != to {
+                    // The route points at a replica that relayed this client's request.
+                    if correctNode { self.misroutedReplies += 1 }
+                    self.send(from: .replica(r), fromNode: node, to: route, m)
+                    continue
+                }
+                self.send(from: .replica(r), fromNode: node, to: to, m)
+            }
         }
     }
 
@@ -519,6 +541,10 @@ public final class Simulation {
             if !isByzantine(node) {
                 if case .stateTransfer(let st) = m.message, st.index > 0 { laterStateChunks += 1 }
                 if case .batch = m.message { batchBodies += 1 }
+            }
+            if case .request(let req) = m.message {
+                while replyRoutes.count <= node { replyRoutes.append([:]) }
+                if !scenario.sessions || m.from == .client(req.client) { replyRoutes[node][req.client] = m.from }
             }
             switch verifiers[node].verify(m.message) {
             case .success(let v): dispatch(from: node, drivers[node].stepOnly([v]))
@@ -612,7 +638,7 @@ public final class Simulation {
         return SimulationResult(seed: scenario.seed, scenario: scenario.description, failures: failures,
                                 traceHash: trace.value, ticks: now, delivered: deliveries.map(\.count).max() ?? 0,
                                 viewChanges: viewChanges, stateTransfers: stateTransfers, messages: messageCount, drops: dropCount,
-                                laterStateChunks: laterStateChunks, batchBodies: batchBodies, adversaries: adversaries,
+                                laterStateChunks: laterStateChunks, batchBodies: batchBodies, misroutedReplies: misroutedReplies, adversaries: adversaries,
                                 peakSlots: peakSlots, peakBatches: peakBatches, peakPending: peakPending,
                                 equivocationsObserved: equivocationsObserved, twinViewChanges: twinViewChanges)
     }

@@ -81,3 +81,27 @@ struct SimulatorTests {
 extension ByzantineMode: CustomTestStringConvertible {
     public var testDescription: String { rawValue }
 }
+
+/// The reply-route attack (a Byzantine replica relays clients' requests so correct replicas send
+/// the replies to it) and the authenticated sessions that stop it.
+@Suite("Sessions in the simulator")
+struct SessionSimulationTests {
+    static func relayScenario(sessions: Bool) -> Scenario {
+        var s = SimulatorTests.scenario(.replay, seed: 31)
+        s.byzantine = [(1, .replay)]
+        s.requestsPerClient = 30
+        s.sessions = sessions
+        return s
+    }
+
+    @Test("without sessions a relaying replica moves clients' reply routes; with sessions it cannot, and every request completes either way")
+    func relayedRequestsNeverMoveReplyRoutes() {
+        let without = Simulation(scenario: Self.relayScenario(sessions: false)).run()
+        #expect(without.passed, "\(without.failures)")
+        #expect(without.misroutedReplies > 0, "the relaying replica should have captured some routes")
+        let with = Simulation(scenario: Self.relayScenario(sessions: true)).run()
+        #expect(with.passed, "\(with.failures)")
+        #expect(with.misroutedReplies == 0)
+        #expect(with.adversaries.first?.counters.replayed ?? 0 > 0, "the adversary must have relayed something")
+    }
+}
