@@ -249,6 +249,8 @@ public struct Replica {
     var nextStatus: UInt64 = 0
     var lastFetchSent: UInt64?
     var lastFetchAnswered: [ReplicaID: UInt64] = [:]
+    /// Per peer: the tick before which we do not resend it our NEW-VIEW again.
+    var newViewResent: [ReplicaID: UInt64] = [:]
 
     // MARK: Accounting
     public internal(set) var dropCounts: [String: Int] = [:]
@@ -911,16 +913,19 @@ public struct Replica {
     mutating func requestFetch(from peer: ReplicaID?, continuing: Bool = false, _ out: inout ReplicaOutput) {
         if !continuing, let last = lastFetchSent, now < last + config.fetchCooldownTicks { return }
         lastFetchSent = now
-        let next = incomingState?.firstMissing ?? 0
-        if incomingState != nil { incomingState!.requestedUpTo = next + config.stateTransferBurstChunks }
-        let fetch = sign(Fetch(view: view, lastExecuted: lastExecuted, replica: id,
-                               stateSeq: incomingState?.seq ?? 0, nextChunk: UInt32(next),
-                               batches: missingBodies(limit: Fetch.maxBatches)))
+        if incomingState != nil { incomingState!.requestedUpTo = incomingState!.firstMissing + config.stateTransferBurstChunks }
+        let fetch = makeFetch()
         if let peer, peer != id {
             send(.replica(peer), .fetch(fetch), &out)
         } else {
             send(.allReplicas, .fetch(fetch), &out)
         }
+    }
+
+    func makeFetch() -> Fetch {
+        sign(Fetch(view: view, lastExecuted: lastExecuted, replica: id,
+                   stateSeq: incomingState?.seq ?? 0, nextChunk: UInt32(incomingState?.firstMissing ?? 0),
+                   batches: missingBodies(limit: Fetch.maxBatches)))
     }
 
     mutating func onStatus(_ s: Status, _ out: inout ReplicaOutput) {
@@ -1161,7 +1166,9 @@ public struct Replica {
             if let mine = viewChanges[id], mine.newView == view { send(.allReplicas, .viewChange(mine), &out) }
             // The new primary resends its NEW-VIEW when our VIEW-CHANGE reaches it, and also
             // answers a FETCH with it: a second way in, should one of the two keep getting lost.
-            if config.primary(of: view) != id { requestFetch(from: config.primary(of: view), &out) }
+            // This FETCH does not take the cooldown: a STATUS-driven FETCH to a peer that is ahead
+            // must still go out, or two replicas in a view change only ever fetch from each other.
+            if config.primary(of: view) != id { send(.replica(config.primary(of: view)), .fetch(makeFetch()), &out) }
             return
         }
         let stuck = slots.keys.filter { $0 > lastExecuted }.sorted()
@@ -1246,8 +1253,13 @@ public struct Replica {
         let from = Principal.replica(vc.replica)
         guard vc.replica != id else { return }
         if active && vc.newView == view {
-            // The sender missed our NEW-VIEW: resend it if we made it.
-            if let nv = lastNewView, nv.view == view, nv.replica == id { send(.replica(vc.replica), .newView(nv), &out) }
+            // The sender missed the NEW-VIEW of our view. It is self-certifying, so any replica that
+            // installed it resends it (at most once per `retransmitTicks` per peer): the primary
+            // alone is not enough, it may itself have moved on to a later view.
+            if let nv = lastNewView, nv.view == view, now >= (newViewResent[vc.replica] ?? 0) {
+                newViewResent[vc.replica] = now + config.retransmitTicks
+                send(.replica(vc.replica), .newView(nv), &out)
+            }
             return
         }
         guard vc.newView > view || (vc.newView == view && !active) else { return drop(.viewChange, from, "stale_view", &out) }

@@ -371,7 +371,13 @@ public final class Simulation {
     var done: Bool {
         guard healed, clientCompleted.allSatisfy({ $0 == scenario.requestsPerClient }) else { return false }
         let counts = correct.map { replicas[$0].executedCount }
-        return counts.allSatisfy { $0 == UInt64(scenario.clients * scenario.requestsPerClient) }
+        guard counts.allSatisfy({ $0 == UInt64(scenario.clients * scenario.requestsPerClient) }) else { return false }
+        // Views settled: the active correct replicas share one view, and a correct replica still in
+        // a view change is ahead of it (waiting for f+1 to join, §4.5.2), never waiting for the
+        // NEW-VIEW of a view the others already run: that one exists and must reach it.
+        let activeViews = Set(correct.filter { replicas[$0].active }.map { replicas[$0].view })
+        guard activeViews.count == 1, let view = activeViews.first else { return false }
+        return correct.allSatisfy { replicas[$0].active || replicas[$0].view > view }
     }
 
     public func run() -> SimulationResult {
