@@ -96,7 +96,6 @@ def apply(work, edits):
     saved = {}
     for path, original, replacement in edits:
         full = os.path.join(work, path)
-        text = saved.get(path) if path in saved else None
         current = open(full).read()
         if path not in saved:
             saved[path] = current
@@ -106,7 +105,6 @@ def apply(work, edits):
                 open(os.path.join(work, p), "w").write(t)
             sys.exit(f"mutation text found {count} times (expected exactly 1) in {path}:\n{original}")
         open(full, "w").write(current.replace(original, replacement))
-        del text
     return saved
 
 
@@ -208,13 +206,16 @@ def main():
                 log(o1[-3000:])
             else:
                 rc2, o2, t2 = run(["swift", "test", "--skip-build", "--filter", "BFTCoreTests"], work, 1800)
-                failing = sorted(set(re.findall(r'✘ Test (\w+)\(|✘ Test "([^"]+)"', o2)))
-                names = sorted({a or b for a, b in failing})
+                names = set(re.findall(r'✘ Test "([^"]+)" (?:with \d+ test cases? )?failed', o2))
                 tests = "caught" if rc2 != 0 else "missed"
                 if rc2 != 0:
                     tests += f" ({len(names)} tests)"
                 t1 += t2
             tt = t1
+        if label.startswith("baseline"):
+            # Unmutated code: every seed and every rule test must pass, or the score means nothing.
+            verdict = "clean" if verdict == "SURVIVED" else f"BASELINE FAILS ({verdict})"
+            tests = {"missed": "pass", "": ""}.get(tests, f"BASELINE FAILS ({tests})")
         r = {"verdict": verdict, "safety": len(safety), "liveness": len(liveness), "other": len(other),
              "example": example, "tests": tests, "build_s": bt, "seeds_s": st, "tests_s": tt,
              "total_s": time.time() - t0, "summary": summary, "first_seed": (safety or liveness or other or [""])[0]}
