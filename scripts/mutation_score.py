@@ -21,6 +21,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -151,6 +152,11 @@ def main():
     ap.add_argument("--config", default="release", choices=["release", "debug"], help="bft-sim build configuration")
     ap.add_argument("--workdir", default="", help="reuse this copy (keeps its build directory between runs)")
     ap.add_argument("--out", default="", help="also write the markdown table here")
+    ap.add_argument("--chunk", type=int, default=50, help="seeds per bft-sim run")
+    ap.add_argument("--max-liveness", type=int, default=0,
+                    help="stop a mutation's seeds after this many liveness failures (0 = run them all); "
+                         "each one costs the whole liveness phase")
+    ap.add_argument("--all-seeds", action="store_true", help="do not stop at the first safety violation")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args()
 
@@ -177,7 +183,6 @@ def main():
 
     sim = os.path.join(work, ".build", args.config, "bft-sim")
     build_sim = ["swift", "build", "-c", args.config, "--product", "bft-sim"]
-    seeds = ["--seeds", str(args.seeds), "--start", str(args.start)]
 
     def score(label):
         t0 = time.time()
@@ -185,10 +190,24 @@ def main():
         if rc != 0:
             log(out[-3000:])
             return {"build": "FAILED"}
-        rc, out, st = run([sim] + seeds, work, 7200)
+        # Seeds in chunks: stop at the first safety violation (the verdict cannot get stronger)
+        # or after --max-liveness liveness failures.
+        out, st, ran, crashed = "", 0.0, 0, False
+        while ran < args.seeds:
+            n = min(args.chunk, args.seeds - ran)
+            rc, o, t = run([sim, "--seeds", str(n), "--start", str(args.start + ran)], work, 7200)
+            out += o
+            st += t
+            ran += n
+            last = o.strip().splitlines()[-1] if o.strip() else ""
+            if rc not in (0, 1) or not re.match(r"\d+ passed, \d+ failed", last):
+                crashed = True
+                break
+            s_, l_, _, _ = classify(out)
+            if (s_ and not args.all_seeds) or (args.max_liveness and len(l_) >= args.max_liveness):
+                break
         safety, liveness, other, example = classify(out)
-        summary = out.strip().splitlines()[-1] if out.strip() else ""
-        crashed = rc not in (0, 1) or not re.match(r"\d+ passed, \d+ failed", summary)
+        summary = f"{ran} seeds run"
         if crashed:
             verdict = "CRASH"
         elif safety:
@@ -225,6 +244,7 @@ def main():
             log(f"    e.g. {example[:160]}")
         return r
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     rows = []
     base = score("baseline (no mutation)")
     rows.append(("baseline", "-", "unmodified code", base))
@@ -237,13 +257,13 @@ def main():
 
     lines = [f"seeds {args.start}..{args.start + args.seeds - 1} ({args.seeds}), bft-sim built {args.config}",
              "",
-             "| mutation | class | planted bug | simulator | failed seeds (safety / liveness / other) | first failing seed | BFTCoreTests | time (build + seeds + tests) |",
+             "| mutation | class | planted bug | simulator | failed seeds (safety / liveness / other) of seeds run | first failing seed | BFTCoreTests | time (build + seeds + tests) |",
              "|---|---|---|---|---|---|---|---|"]
     for name, cls, desc, r in rows:
         if "build" in r:
             lines.append(f"| `{name}` | {cls} | {desc} | build failed | | | | |")
             continue
-        lines.append(f"| `{name}` | {cls} | {desc} | {r['verdict']} | {r['safety']} / {r['liveness']} / {r['other']} | "
+        lines.append(f"| `{name}` | {cls} | {desc} | {r['verdict']} | {r['safety']} / {r['liveness']} / {r['other']} of {r['summary'].split()[0]} | "
                      f"{r['first_seed']} | {r['tests'] or 'not run'} | {r['build_s']:.0f} + {r['seeds_s']:.0f} + {r['tests_s']:.0f} s |")
     table = "\n".join(lines)
     print(table)
