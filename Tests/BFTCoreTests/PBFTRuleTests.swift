@@ -99,6 +99,25 @@ struct PBFTRuleTests {
         #expect(c.replies.allSatisfy { $0.reply.timestamp == 1 })
     }
 
+    @Test("§4.1 exactly once: a committed batch that repeats an executed request, or skips a timestamp, executes neither")
+    func committedBatchNeverExecutesTwiceOrOutOfOrder() {
+        let c = TestCluster()
+        let r1 = c.request(client: 0, timestamp: 1, sessionStart: true, op: "1")
+        c.submit(r1); c.run()
+        for i in 0..<4 { #expect(c.delivered(i) == [r1.digest]) }
+        // A (faulty) primary orders r1 again and client 0's timestamp 3 before 2; the batch
+        // commits everywhere, but nothing in it may execute.
+        let r3 = c.request(client: 0, timestamp: 3, op: "3")
+        let pp = c.sign(PrePrepare(view: 0, seq: 2, replica: 0, requests: [r1, r3]), as: .replica(0))
+        for i in 1..<4 { c.inject(.prePrepare(pp), from: .replica(0), to: i) }
+        c.run()
+        for i in 1..<4 {
+            #expect(c.replicas[i].lastExecuted == 2, "the batch committed")
+            #expect(c.delivered(i) == [r1.digest], "neither the repeat nor the request after a gap executed")
+            #expect(c.replicas[i].executedCount == 1)
+        }
+    }
+
     @Test("§4.1 with several outstanding, a client's requests are delivered in timestamp order even when they arrive reordered")
     func perClientTimestampOrder() {
         let c = TestCluster()
