@@ -15,7 +15,7 @@ Not part of CI (it takes minutes per mutation). Usage:
 
     scripts/mutation_score.py                      # every mutation, 2000 seeds, rule tests too
     scripts/mutation_score.py --seeds 500 --only prepared-2f-1,inwindow-always
-    scripts/mutation_score.py --no-tests --out /tmp/score.md
+    scripts/mutation_score.py --no-tests --out score.md
 """
 import argparse
 import os
