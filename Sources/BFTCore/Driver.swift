@@ -48,7 +48,8 @@ public struct InMemoryLog: PersistencePort {
 /// optional `OutboundInterceptor` applied). The node, the simulator, the rule tests' cluster and
 /// the micro-benchmarks all drive the core through it, so the contract is written once.
 public struct ReplicaDriver<Log: PersistencePort> {
-    public private(set) var replica: Replica
+    /// Settable inside the module (and by `@testable` rule tests that put a replica into a state).
+    public internal(set) var replica: Replica
     public var log: Log
     /// Fault injection (test-only Byzantine behaviour): a decorator on send.
     public var interceptor: (any OutboundInterceptor)?
@@ -111,6 +112,9 @@ public struct ReplicaDriver<Log: PersistencePort> {
         }
         for o in messages { send(o.message, recipients(of: o.destination)) }
     }
+
+    /// Forgets an unchecked request whose signature failed (see `ReplicaOutput.verifyRequests`).
+    public mutating func discardUnverifiable(_ request: Request) { replica.discardUnverifiable(request) }
 
     /// Rebuilds a fresh replica from the log (after a crash) at time `now`. Returns the
     /// re-executed deliveries; nothing is sent.

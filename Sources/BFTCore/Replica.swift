@@ -64,6 +64,10 @@ public struct ReplicaOutput: Sendable {
     public var messages: [Outbound] = []
     public var deliveries: [Delivery] = []
     public var events: [ReplicaEvent] = []
+    /// Requests accepted on their client's session without a signature check that this replica
+    /// now needs checked (a backup would suspect the primary over them): the caller verifies each
+    /// and steps it again as a checked request, or calls `discardUnverifiable` for one that fails.
+    public var verifyRequests: [Request] = []
     public init() {}
 
     public var isEmpty: Bool { persist.isEmpty && messages.isEmpty && deliveries.isEmpty && events.isEmpty }
@@ -269,6 +273,8 @@ public struct Replica {
     var nextStatus: UInt64 = 0
     var lastFetchSent: UInt64?
     var lastFetchAnswered: [ReplicaID: UInt64] = [:]
+    /// Per peer: the tick before which we do not resend it our NEW-VIEW again.
+    var newViewResent: [ReplicaID: UInt64] = [:]
 
     // MARK: Accounting
     public internal(set) var dropCounts: [String: Int] = [:]
@@ -333,6 +339,7 @@ public struct Replica {
         for input in inputs {
             let o = step(input)
             out.persist += o.persist; out.messages += o.messages; out.deliveries += o.deliveries; out.events += o.events
+            out.verifyRequests += o.verifyRequests
         }
         proposalsDeferred = false
         tryPropose(&out)
@@ -426,6 +433,53 @@ public struct Replica {
         return found
     }
 
+    /// Digests this replica already asked its caller to verify (bounded by the pending requests).
+    var verificationAsked: Set<Digest> = []
+    /// When the unchecked requests no pre-prepare carries get checked (see `askToVerifyUnchecked`).
+    var uncheckedDeadline: UInt64?
+
+    /// Each client's next request that is pending unchecked and that no pre-prepare carries.
+    func uncheckedUnproposed(limit: Int) -> [Request] {
+        var found: [Request] = []
+        for c in pending.order where found.count < limit {
+            guard let list = pending.byClient[c] else { continue }
+            let last = max(clients[c]?.lastTimestamp ?? 0, proposedTimestamps[c] ?? 0)
+            if let r = list.first(where: { $0.timestamp > last }), nextExecutable(r, after: last), !pending.isChecked(r) { found.append(r) }
+        }
+        return found
+    }
+
+    /// A backup monitors the primary only for signature-checked requests. A client's next request
+    /// that arrived unchecked over its session and that no pre-prepare carries for half the
+    /// pre-prepare deadline is handed to the caller for a check; once checked, the deadline
+    /// applies to it. So a slow or censoring primary is still suspected (after 1.5 deadlines
+    /// instead of one), while under normal load requests are proposed before anyone checks them
+    /// here, and a client with bad signatures cannot make a correct primary look faulty.
+    mutating func askToVerifyUnchecked(_ out: inout ReplicaOutput) {
+        let waiting = uncheckedUnproposed(limit: Replica.maxForwardedRequests)
+        guard !waiting.isEmpty else { uncheckedDeadline = nil; return }
+        guard let deadline = uncheckedDeadline else { uncheckedDeadline = now + max(1, viewChangeTimeout() / 4); return }
+        guard now >= deadline else { return }
+        uncheckedDeadline = nil
+        for r in waiting where verificationAsked.insert(r.digest).inserted { out.verifyRequests.append(r) }
+        if verificationAsked.count > 4 * config.clientCount * config.maxPendingPerClient + 64 {
+            verificationAsked = verificationAsked.filter { pending.unchecked.contains($0) }
+        }
+    }
+
+    /// An unchecked request whose signature failed the caller's check: forgotten, never proposed.
+    public mutating func discardUnverifiable(_ r: Request) {
+        guard pending.unchecked.contains(r.digest), var list = pending.byClient[r.client] else { return }
+        list.removeAll { $0.digest == r.digest }
+        pending.unchecked.remove(r.digest)
+        if list.isEmpty {
+            pending.byClient[r.client] = nil
+            pending.order.removeAll { $0 == r.client }
+        } else {
+            pending.byClient[r.client] = list
+        }
+    }
+
     /// Most requests a backup forwards to the primary at once (one per client).
     static let maxForwardedRequests = 64
 
@@ -437,6 +491,7 @@ public struct Replica {
     /// whose pipeline or window is full still sends one each time a batch executes, so load alone
     /// does not make it suspect.
     mutating func checkPrePrepareDeadline(_ out: inout ReplicaOutput) {
+        if active && !isPrimary && !pending.unchecked.isEmpty { askToVerifyUnchecked(&out) }
         guard active, !isPrimary, hasUnproposedPending() else { prePrepareDeadline = nil; return }
         let wait = max(1, viewChangeTimeout() / 2)
         guard let deadline = prePrepareDeadline else { prePrepareDeadline = now + wait; return }
@@ -935,16 +990,19 @@ public struct Replica {
     mutating func requestFetch(from peer: ReplicaID?, continuing: Bool = false, _ out: inout ReplicaOutput) {
         if !continuing, let last = lastFetchSent, now < last + config.fetchCooldownTicks { return }
         lastFetchSent = now
-        let next = incomingState?.firstMissing ?? 0
-        if incomingState != nil { incomingState!.requestedUpTo = next + config.stateTransferBurstChunks }
-        let fetch = sign(Fetch(view: view, lastExecuted: lastExecuted, replica: id,
-                               stateSeq: incomingState?.seq ?? 0, nextChunk: UInt32(next),
-                               batches: missingBodies(limit: Fetch.maxBatches)))
+        if incomingState != nil { incomingState!.requestedUpTo = incomingState!.firstMissing + config.stateTransferBurstChunks }
+        let fetch = makeFetch()
         if let peer, peer != id {
             send(.replica(peer), .fetch(fetch), &out)
         } else {
             send(.allReplicas, .fetch(fetch), &out)
         }
+    }
+
+    func makeFetch() -> Fetch {
+        sign(Fetch(view: view, lastExecuted: lastExecuted, replica: id,
+                   stateSeq: incomingState?.seq ?? 0, nextChunk: UInt32(incomingState?.firstMissing ?? 0),
+                   batches: missingBodies(limit: Fetch.maxBatches)))
     }
 
     mutating func onStatus(_ s: Status, _ out: inout ReplicaOutput) {
@@ -1185,7 +1243,9 @@ public struct Replica {
             if let mine = viewChanges[id], mine.newView == view { send(.allReplicas, .viewChange(mine), &out) }
             // The new primary resends its NEW-VIEW when our VIEW-CHANGE reaches it, and also
             // answers a FETCH with it: a second way in, should one of the two keep getting lost.
-            if config.primary(of: view) != id { requestFetch(from: config.primary(of: view), &out) }
+            // This FETCH does not take the cooldown: a STATUS-driven FETCH to a peer that is ahead
+            // must still go out, or two replicas in a view change only ever fetch from each other.
+            if config.primary(of: view) != id { send(.replica(config.primary(of: view)), .fetch(makeFetch()), &out) }
             return
         }
         let stuck = slots.keys.filter { $0 > lastExecuted }.sorted()
@@ -1270,8 +1330,13 @@ public struct Replica {
         let from = Principal.replica(vc.replica)
         guard vc.replica != id else { return }
         if active && vc.newView == view {
-            // The sender missed our NEW-VIEW: resend it if we made it.
-            if let nv = lastNewView, nv.view == view, nv.replica == id { send(.replica(vc.replica), .newView(nv), &out) }
+            // The sender missed the NEW-VIEW of our view. It is self-certifying, so any replica that
+            // installed it resends it (at most once per `retransmitTicks` per peer): the primary
+            // alone is not enough, it may itself have moved on to a later view.
+            if let nv = lastNewView, nv.view == view, now >= (newViewResent[vc.replica] ?? 0) {
+                newViewResent[vc.replica] = now + config.retransmitTicks
+                send(.replica(vc.replica), .newView(nv), &out)
+            }
             return
         }
         guard vc.newView > view || (vc.newView == view && !active) else { return drop(.viewChange, from, "stale_view", &out) }

@@ -238,6 +238,8 @@ public final class Simulation {
     /// Byzantine behaviour is the driver's send decorator, and the replica's invariants are
     /// checked after every step.
     var drivers: [ReplicaDriver<InMemoryLog>] = []
+    /// The nodes' replicas (read-only view).
+    var replicas: [Replica] { drivers.map(\.replica) }
     var replicaSigners: [any MessageSigner] = []
     var restarts = 0
     func behaviour(_ node: Int) -> ByzantineBehaviour? { drivers[node].interceptor as? ByzantineBehaviour }
@@ -598,7 +600,13 @@ public final class Simulation {
     var done: Bool {
         guard healed, clientCompleted.allSatisfy({ $0 == scenario.requestsPerClient }) else { return false }
         let counts = correct.map { drivers[$0].replica.executedCount }
-        return counts.allSatisfy { $0 == UInt64(scenario.clients * scenario.requestsPerClient) }
+        guard counts.allSatisfy({ $0 == UInt64(scenario.clients * scenario.requestsPerClient) }) else { return false }
+        // Views settled: the active correct replicas share one view, and a correct replica still in
+        // a view change is ahead of it (waiting for f+1 to join, §4.5.2), never waiting for the
+        // NEW-VIEW of a view the others already run: that one exists and must reach it.
+        let activeViews = Set(correct.filter { drivers[$0].replica.active }.map { drivers[$0].replica.view })
+        guard activeViews.count == 1, let view = activeViews.first else { return false }
+        return correct.allSatisfy { drivers[$0].replica.active || drivers[$0].replica.view > view }
     }
 
     public func run() -> SimulationResult {

@@ -230,3 +230,43 @@ struct BudgetRuleTests {
         #expect(c.replicas[1].batches[b.digest] == nil)
     }
 }
+
+/// The session fast path: backups take a request from its client's own session without a
+/// signature check, and that must neither let a bad signature through nor blind them to a faulty primary.
+@Suite("Requests taken from a client's session")
+struct SessionRequestRuleTests {
+    @Test("§4.4 backups suspect a silent primary over requests they took unchecked, once they have checked them", arguments: [4, 7])
+    func silentPrimaryStillReplaced(n: Int) {
+        let c = TestCluster(n: n)
+        c.filter = { from, _, _ in from != .replica(0) }
+        c.down = [0]
+        let r = c.request(client: 0, timestamp: 1, sessionStart: true, op: "unchecked")
+        for i in 1..<n { c.submitOverSession(r, to: i) }
+        c.tick(200)
+        for i in 1..<n {
+            #expect(c.replicas[i].view >= 1)
+            #expect(c.delivered(i) == [r.digest])
+        }
+    }
+
+    @Test("§4.1 a request with a bad signature taken from the client's session is checked, dropped and never makes backups suspect a correct primary")
+    func badSignatureNeverBlamesThePrimary() {
+        let c = TestCluster()
+        var forged = c.request(client: 1, timestamp: 1, sessionStart: true, op: "garbage")
+        forged.signature[3] ^= 0x40
+        c.inject(.request(forged), from: .client(1), to: 0)  // the primary checks what it may propose
+        for i in 1..<4 { c.submitOverSession(forged, to: i) }
+        c.tick(150)
+        for i in 0..<4 {
+            #expect(c.replicas[i].view == 0, "replica \(i) changed view over a client's bad signature")
+            #expect(c.deliveries[i].isEmpty)
+            #expect(c.replicas[i].pendingRequestCount == 0)
+        }
+        for i in 1..<4 { #expect(c.drops(i, reason: "bad_signature") == 1) }
+        // The cluster still orders a good request afterwards.
+        let good = c.request(client: 0, timestamp: 1, sessionStart: true, op: "good")
+        c.submit(good)
+        c.run()
+        for i in 0..<4 { #expect(c.delivered(i) == [good.digest]) }
+    }
+}

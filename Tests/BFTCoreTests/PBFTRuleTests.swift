@@ -99,6 +99,25 @@ struct PBFTRuleTests {
         #expect(c.replies.allSatisfy { $0.reply.timestamp == 1 })
     }
 
+    @Test("§4.1 exactly once: a committed batch that repeats an executed request, or skips a timestamp, executes neither")
+    func committedBatchNeverExecutesTwiceOrOutOfOrder() {
+        let c = TestCluster()
+        let r1 = c.request(client: 0, timestamp: 1, sessionStart: true, op: "1")
+        c.submit(r1); c.run()
+        for i in 0..<4 { #expect(c.delivered(i) == [r1.digest]) }
+        // A (faulty) primary orders r1 again and client 0's timestamp 3 before 2; the batch
+        // commits everywhere, but nothing in it may execute.
+        let r3 = c.request(client: 0, timestamp: 3, op: "3")
+        let pp = c.sign(PrePrepare(view: 0, seq: 2, replica: 0, requests: [r1, r3]), as: .replica(0))
+        for i in 1..<4 { c.inject(.prePrepare(pp), from: .replica(0), to: i) }
+        c.run()
+        for i in 1..<4 {
+            #expect(c.replicas[i].lastExecuted == 2, "the batch committed")
+            #expect(c.delivered(i) == [r1.digest], "neither the repeat nor the request after a gap executed")
+            #expect(c.replicas[i].executedCount == 1)
+        }
+    }
+
     @Test("§4.1 with several outstanding, a client's requests are delivered in timestamp order even when they arrive reordered")
     func perClientTimestampOrder() {
         let c = TestCluster()
@@ -419,6 +438,49 @@ struct PBFTRuleTests {
             #expect(c.replicas[i].active)
             #expect(c.delivered(i) == [r.digest])
         }
+    }
+
+    @Test("§4.4 a replica that missed the NEW-VIEW gets it from any replica that installed it, even after the new primary moved on to a later view")
+    func missedNewViewResentByBackups() {
+        let c = TestCluster()
+        // Replica 3 never receives the NEW-VIEW from the primary of view 1 (replica 1).
+        c.filter = { from, to, m in !(from == .replica(1) && to == .replica(3) && m.kind == .newView) }
+        for i in 0..<4 {
+            var out = ReplicaOutput()
+            c.replicas[i].startViewChange(to: 1, &out)
+            c.absorb(i, out)
+        }
+        c.run()
+        for i in [0, 1, 2] { #expect(c.replicas[i].view == 1 && c.replicas[i].active) }
+        #expect(!c.replicas[3].active)
+        // The primary of view 1 leaves it alone (its timer fired): it will never resend that NEW-VIEW.
+        var out = ReplicaOutput()
+        c.replicas[1].startViewChange(to: 2, &out)
+        c.absorb(1, out)
+        c.tick(30)
+        #expect(c.replicas[3].view == 1)
+        #expect(c.replicas[3].active, "replicas 0 and 2 hold view 1's NEW-VIEW and resend it on replica 3's VIEW-CHANGE")
+        #expect(c.replicas[1].view == 2 && !c.replicas[1].active, "one replica ahead alone is not followed (f+1 rule)")
+    }
+
+    @Test("catch-up: a replica waiting for a NEW-VIEW still fetches committed certificates from a peer whose STATUS shows it ahead")
+    func waitingReplicaFetchesFromPeerAhead() {
+        let c = TestCluster()
+        c.down = [3]
+        let r = c.request(client: 0, timestamp: 1, sessionStart: true, op: "a")
+        c.submit(r)
+        c.run()
+        c.down = []
+        // Replica 3 alone moves to view 1; its FETCHes to the primary of view 1 go unanswered
+        // (the primary's answers are lost), so only the peers whose STATUS shows them ahead can help.
+        c.filter = { from, to, m in !(from == .replica(1) && to == .replica(3) && m.kind == .catchUp) }
+        var out = ReplicaOutput()
+        c.replicas[3].startViewChange(to: 1, &out)
+        c.absorb(3, out)
+        c.run()
+        c.tick(40)
+        #expect(!c.replicas[3].active)
+        #expect(c.delivered(3) == [r.digest], "the FETCH to the new primary must not starve the STATUS-driven one")
     }
 
     @Test("§4.4 requests prepared in the old view survive the view change (re-proposed in NEW-VIEW)")

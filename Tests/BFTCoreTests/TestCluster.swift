@@ -1,4 +1,4 @@
-import BFTCore
+@testable import BFTCore
 import BFTCrypto
 
 /// A synchronous in-memory cluster for rule-by-rule tests: messages are delivered in FIFO order
@@ -8,7 +8,11 @@ final class TestCluster {
     let signatures: StandInSignatures
     /// Each replica with its in-memory log, driven as the node drives its core.
     var drivers: [ReplicaDriver<InMemoryLog>]
-    var replicas: [Replica] { drivers.map(\.replica) }
+    /// The replicas; a rule test may change one in place (`c.replicas[i].startViewChange(…)`).
+    var replicas: [Replica] {
+        get { drivers.map(\.replica) }
+        set { for (i, r) in newValue.enumerated() { drivers[i].replica = r } }
+    }
     let verifiers: [MessageVerifier]
     let clientVerifier: MessageVerifier
     var queue: [(from: Principal, to: Principal, message: Message)] = []
@@ -83,12 +87,31 @@ final class TestCluster {
 
     func inject(_ m: Message, from: Principal, to: ReplicaID) { queue.append((from, .replica(to), m)) }
 
-    /// Carries out a replica's step through its driver: persist, deliver, send.
+    /// Carries out a replica's step through its driver: persist, deliver, send; then, as the
+    /// node does, checks the requests the core asks to have checked and steps them again.
     func absorb(_ r: ReplicaID, _ out: ReplicaOutput) {
         try! drivers[r].apply(out, deliver: { deliveries[r] += $0 }) { m, recipients in
             for to in recipients { queue.append((.replica(r), to, m)) }
         }
         events[r] += out.events
+        for request in out.verifyRequests {
+            switch verifiers[r].verify(.request(request)) {
+            case .success(let v): absorb(r, drivers[r].stepOnly([v]))
+            case .failure(let why):
+                events[r].append(.dropped(kind: .request, from: request.signer, reason: why.reason))
+                drivers[r].discardUnverifiable(request)
+            }
+        }
+    }
+
+    /// Delivers `request` to replica `to` as if it arrived over its client's own authenticated
+    /// session (accepted without a signature check the first time, as the node's backups do).
+    func submitOverSession(_ request: Request, to r: ReplicaID) {
+        if let v = verifiers[r].acceptFromOwnSession(request) {
+            absorb(r, drivers[r].stepOnly([v]))
+        } else {
+            inject(.request(request), from: .client(request.client), to: r)
+        }
     }
 
     /// Delivers queued messages until none are left (or `limit` deliveries).

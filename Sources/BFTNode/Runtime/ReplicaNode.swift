@@ -322,6 +322,29 @@ public final class ReplicaNode: @unchecked Sendable {
     /// to the deliver log (flushed before any reply leaves), then each message encoded once and
     /// handed to the transport for its recipients.
     func apply(_ out: ReplicaOutput) {
+        applyOne(out)
+        // Requests taken unchecked from their clients' sessions that the core now needs checked
+        // (it would suspect the primary over them): verified here, then stepped as checked ones.
+        guard !out.verifyRequests.isEmpty else { return }
+        var checked: [VerifiedMessage] = []
+        for r in out.verifyRequests {
+            switch verifier.verify(.request(r)) {
+            case .success(let v):
+                metrics.signaturesVerified()
+                checked.append(v)
+            case .failure(let why):
+                count(drop: why.reason)
+                driver.discardUnverifiable(r)
+            }
+        }
+        if !checked.isEmpty {
+            let next = driver.stepOnly(checked)
+            if applicationFailed() { return }
+            apply(next)
+        }
+    }
+
+    func applyOne(_ out: ReplicaOutput) {
         observeLatency(out)
         do {
             try driver.apply(out, deliver: { deliveries in
