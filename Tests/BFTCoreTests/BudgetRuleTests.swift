@@ -270,3 +270,43 @@ struct SessionRequestRuleTests {
         for i in 0..<4 { #expect(c.delivered(i) == [good.digest]) }
     }
 }
+
+/// The replica's invariant checks are real: a planted broken state is reported.
+@Suite("Replica invariants")
+struct InvariantTests {
+    @Test("a healthy replica after normal operation has no invariant violations")
+    func healthyReplicaPasses() {
+        let c = TestCluster()
+        for t in 1...6 { c.submit(c.request(client: 0, timestamp: UInt64(t), sessionStart: t == 1, op: "\(t)")); c.run() }
+        for i in 0..<4 { #expect(c.replicas[i].invariantViolations().isEmpty) }
+    }
+
+    @Test("planted broken states are each reported: a slot outside the watermarks, a commit flag without a certificate, a short prepared certificate, an out-of-order reply cache")
+    func plantedBrokenStatesAreReported() {
+        let c = TestCluster()
+        for t in 1...6 { c.submit(c.request(client: 0, timestamp: UInt64(t), sessionStart: t == 1, op: "\(t)")); c.run() }
+        let healthy = c.replicas[1]
+
+        var outside = healthy
+        outside.slots[outside.stableSeq + outside.config.watermarkWindow + 5] = Slot()
+        #expect(outside.invariantViolations().contains { $0.contains("outside the watermarks") })
+
+        var flag = healthy
+        var slot = Slot()
+        slot.committed = true
+        flag.slots[flag.stableSeq + 1] = slot
+        #expect(flag.invariantViolations().contains { $0.contains("committed flag without a committed certificate") })
+
+        var short = healthy
+        let seq = short.stableSeq + 2
+        let header = PrePrepareHeader(view: 0, seq: seq, replica: 0, digest: PrePrepare.nullDigest, signature: [UInt8](repeating: 0, count: 64))
+        var s2 = Slot()
+        s2.preparedCertificate = PreparedCertificate(prePrepare: header, prepares: [])
+        short.slots[seq] = s2
+        #expect(short.invariantViolations().contains { $0.contains("prepared certificate has 0 matching prepares") })
+
+        var cache = healthy
+        cache.clients[0]!.replies.reverse()
+        #expect(cache.invariantViolations().contains { $0.contains("reply cache out of order") })
+    }
+}
