@@ -169,14 +169,14 @@ struct PendingRequests {
     var isEmpty: Bool { order.isEmpty }
     var count: Int { byClient.values.reduce(0) { $0 + $1.count } }
 
-    enum InsertResult { case inserted, duplicate, full }
+    enum InsertResult { case inserted, duplicate, nowChecked, full }
 
     func isChecked(_ r: Request) -> Bool { unchecked.isEmpty || !unchecked.contains(r.digest) }
 
     mutating func insert(_ r: Request, signatureChecked: Bool = true) -> InsertResult {
         var list = byClient[r.client] ?? []
         if let existing = list.first(where: { $0.timestamp == r.timestamp }) {
-            if signatureChecked && existing.digest == r.digest { unchecked.remove(r.digest) }
+            if signatureChecked && existing.digest == r.digest && unchecked.remove(r.digest) != nil { return .nowChecked }
             return .duplicate
         }
         if !signatureChecked { unchecked.insert(r.digest) }
@@ -533,6 +533,13 @@ public struct Replica {
         switch pending.insert(r, signatureChecked: signatureChecked) {
         case .inserted: break
         case .duplicate: return
+        case .nowChecked:
+            // Checked because no pre-prepare carried it for a while (`askToVerifyUnchecked`): the
+            // primary may have refused it (its window for that client was full), so forward it
+            // now, as a backup does halfway to the pre-prepare deadline.
+            if active && !isPrimary, unproposedPending(limit: Replica.maxForwardedRequests).contains(where: { $0.digest == r.digest }) {
+                send(.replica(primary), .request(r), &out)
+            }
         case .full:
             drop(.request, .client(r.client), "client_window_full", &out)
             return
