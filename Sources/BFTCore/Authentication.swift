@@ -102,13 +102,15 @@ public enum VerificationFailure: Error, Equatable, CustomStringConvertible {
         }
     }
 
-    public var reason: String {
+    public var dropReason: DropReason {
         switch self {
-        case .badSignature: return "bad_signature"
-        case .badNestedSignature: return "bad_nested_signature"
-        case .unknownPrincipal: return "unknown_principal"
+        case .badSignature: return .badSignature
+        case .badNestedSignature: return .badNestedSignature
+        case .unknownPrincipal: return .unknownPrincipal
         }
     }
+
+    public var reason: String { dropReason.rawValue }
 }
 
 /// Verifies signatures once, at the edge. Thread-safe: the node calls it from a pool of threads

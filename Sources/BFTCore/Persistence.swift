@@ -107,7 +107,7 @@ extension Replica {
             case .checkpoint: break
             case .view(let v, let isActive):
                 view = v
-                active = isActive
+                phase = isActive ? .normal : .changing
             case .ownMessage(let m):
                 switch m {
                 case .prePrepare(let pp) where pp.seq > stableSeq:

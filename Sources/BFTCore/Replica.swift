@@ -16,6 +16,50 @@ public struct Outbound: Sendable, Equatable {
     }
 }
 
+/// Why a peer's message was dropped: one spelling (snake_case, the raw value) for the core's
+/// rules and the edge's signature checks, used as the counter label and in logs.
+public enum DropReason: String, Sendable, CaseIterable {
+    case badNestedSignature = "bad_nested_signature"
+    case badSignature = "bad_signature"
+    case clientWindowFull = "client_window_full"
+    case conflictingCommittedCertificate = "conflicting_committed_certificate"
+    case conflictsWithOwnPrepare = "conflicts_with_own_prepare"
+    case equivocation = "equivocation"
+    case fetchRateLimited = "fetch_rate_limited"
+    case futureView = "future_view"
+    case invalidCheckpointProof = "invalid_checkpoint_proof"
+    case invalidCommittedCertificate = "invalid_committed_certificate"
+    case invalidViewChange = "invalid_view_change"
+    case invalidViewChangeInNewView = "invalid_view_change_in_new_view"
+    case malformedBatch = "malformed_batch"
+    case newViewNotFromPrimary = "new_view_not_from_primary"
+    case outsideWatermarks = "outside_watermarks"
+    case prePrepareNotFromPrimary = "pre_prepare_not_from_primary"
+    case prepareFromPrimary = "prepare_from_primary"
+    case replayRateLimited = "replay_rate_limited"
+    case replyToReplica = "reply_to_replica"
+    case reproposalsDoNotFollow = "reproposals_do_not_follow"
+    case sessionTimestampJump = "session_timestamp_jump"
+    case staleTimestamp = "stale_timestamp"
+    case staleView = "stale_view"
+    case stateDigestMismatch = "state_digest_mismatch"
+    case stateManifestInvalid = "state_manifest_invalid"
+    case stateTransferRateLimited = "state_transfer_rate_limited"
+    case tooFewViewChanges = "too_few_view_changes"
+    case undecodableState = "undecodable_state"
+    case unknownPrincipal = "unknown_principal"
+    case unwantedBatch = "unwanted_batch"
+    case viewChangeInProgress = "view_change_in_progress"
+}
+
+/// The view-change phase of a replica for its current view.
+public enum ViewPhase: Sendable, Equatable {
+    /// Active in the view: pre-prepares, prepares and commits of the view are accepted.
+    case normal
+    /// Sent VIEW-CHANGE for the view and waiting for its NEW-VIEW; only view-change traffic counts.
+    case changing
+}
+
 /// Something worth logging or counting. Never a reason to stop.
 public enum ReplicaEvent: Sendable, Equatable {
     case viewChangeStarted(view: ViewNum)
@@ -27,7 +71,7 @@ public enum ReplicaEvent: Sendable, Equatable {
     /// sent no new pre-prepare for `waitedTicks`: it suspects the primary (a view change follows).
     case prePrepareDeadlineMissed(primary: ReplicaID, waitedTicks: UInt64)
     /// A peer message broken against the protocol rules: dropped, counted by `reason`.
-    case dropped(kind: MessageKind, from: Principal, reason: String)
+    case dropped(kind: MessageKind, from: Principal, reason: DropReason)
     /// Two validly signed, conflicting messages from one replica for the same view and sequence.
     case equivocation(EquivocationProof)
 }
@@ -215,8 +259,10 @@ public struct Replica {
     // MARK: View state (§4.4)
     /// Current view, or the view being moved to while a view change is in progress.
     public internal(set) var view: ViewNum = 0
+    /// Where the replica is in the view-change protocol (§4.4) for `view`.
+    public internal(set) var phase: ViewPhase = .normal
     /// False between sending VIEW-CHANGE for `view` and installing its NEW-VIEW.
-    public internal(set) var active = true
+    public var active: Bool { phase == .normal }
     var viewChangeAttempts = 0
     var viewChanges: [ReplicaID: ViewChange] = [:]
     public internal(set) var lastNewView: NewView?
@@ -326,7 +372,7 @@ public struct Replica {
         case .catchUp(let m): onCatchUp(m, &out)
         case .stateTransfer(let m): onStateTransfer(m, &out)
         case .batch(let m): onBatch(m, &out)
-        case .reply(let m): drop(.reply, .replica(m.replica), "reply_to_replica", &out)
+        case .reply(let m): drop(.reply, .replica(m.replica), .replyToReplica, &out)
         }
         return out
     }
@@ -379,8 +425,8 @@ public struct Replica {
         out.messages.append(Outbound(d, m))
     }
 
-    mutating func drop(_ kind: MessageKind, _ from: Principal, _ reason: String, _ out: inout ReplicaOutput) {
-        dropCounts[reason, default: 0] += 1
+    mutating func drop(_ kind: MessageKind, _ from: Principal, _ reason: DropReason, _ out: inout ReplicaOutput) {
+        dropCounts[reason.rawValue, default: 0] += 1
         out.events.append(.dropped(kind: kind, from: from, reason: reason))
     }
 
@@ -528,7 +574,7 @@ public struct Replica {
             return
         }
         if r.sessionStart && r.timestamp - record.lastTimestamp > config.maxSessionTimestampJump && r.timestamp != record.lastTimestamp + 1 {
-            return drop(.request, .client(r.client), "session_timestamp_jump", &out)
+            return drop(.request, .client(r.client), .sessionTimestampJump, &out)
         }
         switch pending.insert(r, signatureChecked: signatureChecked) {
         case .inserted: break
@@ -541,7 +587,7 @@ public struct Replica {
                 send(.replica(primary), .request(r), &out)
             }
         case .full:
-            drop(.request, .client(r.client), "client_window_full", &out)
+            drop(.request, .client(r.client), .clientWindowFull, &out)
             return
         }
         if isPrimary && active && !proposalsDeferred {
@@ -555,13 +601,13 @@ public struct Replica {
     /// replaying captured request frames costs the replica a lookup, not a signature each.
     mutating func resendCachedReply(_ r: Request, _ record: ClientRecord, _ out: inout ReplicaOutput) {
         guard let cached = record.replies.last(where: { $0.timestamp == r.timestamp }) else {
-            return drop(.request, .client(r.client), "stale_timestamp", &out)
+            return drop(.request, .client(r.client), .staleTimestamp, &out)
         }
         let interval = now / max(config.retransmitTicks, 1)
         var budget = replayBudget[r.client] ?? (interval, 0)
         if budget.interval != interval { budget = (interval, 0) }
         guard budget.sent < config.maxReplayRepliesPerInterval else {
-            return drop(.request, .client(r.client), "replay_rate_limited", &out)
+            return drop(.request, .client(r.client), .replayRateLimited, &out)
         }
         budget.sent += 1
         replayBudget[r.client] = budget
@@ -628,23 +674,23 @@ public struct Replica {
 
     mutating func onPrePrepare(_ pp: PrePrepare, _ out: inout ReplicaOutput) {
         let from = Principal.replica(pp.replica)
-        guard pp.replica == config.primary(of: pp.view) else { return drop(.prePrepare, from, "pre_prepare_not_from_primary", &out) }
-        guard pp.view == view else { return drop(.prePrepare, from, pp.view < view ? "stale_view" : "future_view", &out) }
-        guard active else { return drop(.prePrepare, from, "view_change_in_progress", &out) }
+        guard pp.replica == config.primary(of: pp.view) else { return drop(.prePrepare, from, .prePrepareNotFromPrimary, &out) }
+        guard pp.view == view else { return drop(.prePrepare, from, pp.view < view ? .staleView : .futureView, &out) }
+        guard active else { return drop(.prePrepare, from, .viewChangeInProgress, &out) }
         guard pp.replica != id else { return }
         // Signed by the primary of our view: it is making progress, even if this replica lags
         // too far behind to accept it.
         prePrepareDeadline = nil
-        guard inWindow(pp.seq) else { return drop(.prePrepare, from, "outside_watermarks", &out) }
+        guard inWindow(pp.seq) else { return drop(.prePrepare, from, .outsideWatermarks, &out) }
         guard pp.requests.count <= config.maxBatchRequests, batchIsWellFormed(pp.requests) else {
-            return drop(.prePrepare, from, "malformed_batch", &out)
+            return drop(.prePrepare, from, .malformedBatch, &out)
         }
         if let existing = slots[pp.seq]?.prePrepare {
             if existing.digest != pp.digest {
                 let first: Message = batches[existing.digest].map { .prePrepare(PrePrepare(header: existing, requests: $0)) }
                     ?? .prePrepare(PrePrepare(header: existing, requests: []))
                 recordEquivocation(replica: pp.replica, view: pp.view, seq: pp.seq, first, .prePrepare(pp), &out)
-                drop(.prePrepare, from, "equivocation", &out)
+                drop(.prePrepare, from, .equivocation, &out)
             } else {
                 storeBody(pp.requests, digest: pp.digest, &out)
             }
@@ -652,7 +698,7 @@ public struct Replica {
         }
         if let mine = slots[pp.seq]?.prepares[id], mine.view == pp.view, mine.digest != pp.digest {
             // We prepared another batch for this view and sequence before a restart: never contradict it.
-            return drop(.prePrepare, from, "conflicts_with_own_prepare", &out)
+            return drop(.prePrepare, from, .conflictsWithOwnPrepare, &out)
         }
         storeBody(pp.requests, digest: pp.digest, &out)
         acceptPrePrepare(pp.header, &out)
@@ -709,15 +755,15 @@ public struct Replica {
 
     mutating func onPrepare(_ p: Prepare, _ out: inout ReplicaOutput) {
         let from = Principal.replica(p.replica)
-        guard p.view == view else { return drop(.prepare, from, p.view < view ? "stale_view" : "future_view", &out) }
-        guard active else { return drop(.prepare, from, "view_change_in_progress", &out) }
-        guard p.replica != config.primary(of: p.view) else { return drop(.prepare, from, "prepare_from_primary", &out) }
-        guard inWindow(p.seq) else { return drop(.prepare, from, "outside_watermarks", &out) }
+        guard p.view == view else { return drop(.prepare, from, p.view < view ? .staleView : .futureView, &out) }
+        guard active else { return drop(.prepare, from, .viewChangeInProgress, &out) }
+        guard p.replica != config.primary(of: p.view) else { return drop(.prepare, from, .prepareFromPrimary, &out) }
+        guard inWindow(p.seq) else { return drop(.prepare, from, .outsideWatermarks, &out) }
         var slot = slots[p.seq] ?? Slot()
         if let existing = slot.prepares[p.replica] {
             if existing.digest != p.digest {
                 recordEquivocation(replica: p.replica, view: p.view, seq: p.seq, .prepare(existing), .prepare(p), &out)
-                drop(.prepare, from, "equivocation", &out)
+                drop(.prepare, from, .equivocation, &out)
             }
             return
         }
@@ -746,14 +792,14 @@ public struct Replica {
 
     mutating func onCommit(_ c: Commit, _ out: inout ReplicaOutput) {
         let from = Principal.replica(c.replica)
-        guard c.view == view else { return drop(.commit, from, c.view < view ? "stale_view" : "future_view", &out) }
-        guard active else { return drop(.commit, from, "view_change_in_progress", &out) }
-        guard inWindow(c.seq) else { return drop(.commit, from, "outside_watermarks", &out) }
+        guard c.view == view else { return drop(.commit, from, c.view < view ? .staleView : .futureView, &out) }
+        guard active else { return drop(.commit, from, .viewChangeInProgress, &out) }
+        guard inWindow(c.seq) else { return drop(.commit, from, .outsideWatermarks, &out) }
         var slot = slots[c.seq] ?? Slot()
         if let existing = slot.commits[c.replica] {
             if existing.digest != c.digest {
                 recordEquivocation(replica: c.replica, view: c.view, seq: c.seq, .commit(existing), .commit(c), &out)
-                drop(.commit, from, "equivocation", &out)
+                drop(.commit, from, .equivocation, &out)
             }
             return
         }
@@ -907,7 +953,7 @@ public struct Replica {
     mutating func onCheckpoint(_ cp: Checkpoint, _ out: inout ReplicaOutput) {
         guard cp.seq > stableSeq, cp.seq % config.checkpointInterval == 0 else { return }
         guard cp.seq <= highWatermark + config.watermarkWindow else {
-            return drop(.checkpoint, .replica(cp.replica), "outside_watermarks", &out)
+            return drop(.checkpoint, .replica(cp.replica), .outsideWatermarks, &out)
         }
         checkpointVotes[cp.seq, default: [:]][cp.replica] = cp
         let before = stableSeq
@@ -1047,7 +1093,7 @@ public struct Replica {
             sentBodies += 1
         }
         if let last = lastFetchAnswered[peer], now < last + config.fetchCooldownTicks / 2 {
-            return drop(.fetch, .replica(peer), "fetch_rate_limited", &out)
+            return drop(.fetch, .replica(peer), .fetchRateLimited, &out)
         }
         lastFetchAnswered[peer] = now
         let from = max(fetch.lastExecuted, fetch.lastExecuted < stableSeq && stableState != nil ? stableSeq : 0)
@@ -1093,7 +1139,7 @@ public struct Replica {
         while index < count && sent < config.stateTransferBurstChunks {
             let range = manifest.chunkDigests.isEmpty ? 0..<0 : manifest.range(of: index, chunkBytes: chunkBytes)
             guard credit.bytes >= range.count else {
-                if sent == 0 { drop(.fetch, .replica(peer), "state_transfer_rate_limited", &out) }
+                if sent == 0 { drop(.fetch, .replica(peer), .stateTransferRateLimited, &out) }
                 break
             }
             credit.bytes -= range.count
@@ -1120,13 +1166,13 @@ public struct Replica {
         guard st.seq > lastExecuted else { return }
         let digest = st.manifest.digest
         guard validCheckpointProof(seq: st.seq, digest: digest, proof: st.proof) else {
-            return drop(.stateTransfer, from, "invalid_checkpoint_proof", &out)
+            return drop(.stateTransfer, from, .invalidCheckpointProof, &out)
         }
         let chunkBytes = config.stateChunkBytes
         let manifest = st.manifest
         let expectedChunks = (Int(manifest.totalBytes) + chunkBytes - 1) / chunkBytes
         guard manifest.totalBytes <= UInt64(config.maxCheckpointStateBytes), manifest.chunkDigests.count == expectedChunks else {
-            return drop(.stateTransfer, from, "state_manifest_invalid", &out)
+            return drop(.stateTransfer, from, .stateManifestInvalid, &out)
         }
         if incomingState == nil || incomingState!.seq < st.seq {
             incomingState = StateAssembly(seq: st.seq, digest: digest, proof: st.proof, manifest: manifest)
@@ -1136,7 +1182,7 @@ public struct Replica {
             let index = Int(st.index)
             guard index < expectedChunks, st.chunk.count == manifest.range(of: index, chunkBytes: chunkBytes).count,
                   SHA256.hash(st.chunk) == manifest.chunkDigests[index] else {
-                return drop(.stateTransfer, from, "state_digest_mismatch", &out)
+                return drop(.stateTransfer, from, .stateDigestMismatch, &out)
             }
             assembly.chunks[index] = st.chunk
         }
@@ -1153,7 +1199,7 @@ public struct Replica {
         do {
             try restoreCheckpointState(state)
         } catch {
-            return drop(.stateTransfer, from, "undecodable_state", &out)
+            return drop(.stateTransfer, from, .undecodableState, &out)
         }
         lastExecuted = st.seq
         lastProgressTick = now
@@ -1194,7 +1240,7 @@ public struct Replica {
             guard seq > lastExecuted else { continue }
             guard validCommittedCertificate(cert), entry.requests.count <= config.maxBatchRequests,
                   batchIsWellFormed(entry.requests), PrePrepare.batchDigest(entry.requests) == cert.prePrepare.digest else {
-                return drop(.catchUp, .replica(cu.replica), "invalid_committed_certificate", &out)
+                return drop(.catchUp, .replica(cu.replica), .invalidCommittedCertificate, &out)
             }
             if seq <= stableSeq {
                 // Behind a checkpoint we adopted without its state: the log below it is gone, so
@@ -1211,7 +1257,7 @@ public struct Replica {
             if let mine = slot.committedCertificate, mine.prePrepare.digest != cert.prePrepare.digest {
                 // Two committed certificates for one sequence number cannot both be valid with
                 // at most f faulty replicas; keep ours and refuse the other.
-                return drop(.catchUp, .replica(cu.replica), "conflicting_committed_certificate", &out)
+                return drop(.catchUp, .replica(cu.replica), .conflictingCommittedCertificate, &out)
             }
             storeBody(entry.requests, digest: cert.prePrepare.digest, &out)
             if slot.committedCertificate == nil {
@@ -1231,9 +1277,9 @@ public struct Replica {
             seq > lastExecuted && (slot.digest == b.digest || slot.committedCertificate?.prePrepare.digest == b.digest
                 || slot.preparedCertificate?.prePrepare.digest == b.digest)
         }
-        guard wanted else { return drop(.batch, .replica(b.replica), "unwanted_batch", &out) }
+        guard wanted else { return drop(.batch, .replica(b.replica), .unwantedBatch, &out) }
         guard b.requests.count <= config.maxBatchRequests, batchIsWellFormed(b.requests) else {
-            return drop(.batch, .replica(b.replica), "malformed_batch", &out)
+            return drop(.batch, .replica(b.replica), .malformedBatch, &out)
         }
         storeBody(b.requests, digest: b.digest, &out)
         for seq in slots.keys.sorted() where seq > lastExecuted {
@@ -1280,7 +1326,7 @@ public struct Replica {
     mutating func startViewChange(to newView: ViewNum, _ out: inout ReplicaOutput) {
         guard newView > view || (newView == view && active) else { return }
         view = newView
-        active = false
+        phase = .changing
         var certs: [PreparedCertificate] = []
         for seq in slots.keys.sorted() where seq > stableSeq {
             if let cert = slots[seq]?.preparedCertificate { certs.append(cert) }
@@ -1346,8 +1392,8 @@ public struct Replica {
             }
             return
         }
-        guard vc.newView > view || (vc.newView == view && !active) else { return drop(.viewChange, from, "stale_view", &out) }
-        guard validViewChange(vc) else { return drop(.viewChange, from, "invalid_view_change", &out) }
+        guard vc.newView > view || (vc.newView == view && !active) else { return drop(.viewChange, from, .staleView, &out) }
+        guard validViewChange(vc) else { return drop(.viewChange, from, .invalidViewChange, &out) }
         if let existing = viewChanges[vc.replica], existing.newView >= vc.newView { return }
         viewChanges[vc.replica] = vc
         armNewViewTimerIfNeeded()
@@ -1398,26 +1444,26 @@ public struct Replica {
 
     mutating func onNewView(_ nv: NewView, _ out: inout ReplicaOutput) {
         let from = Principal.replica(nv.replica)
-        guard nv.view > view || (nv.view == view && !active) else { return drop(.newView, from, "stale_view", &out) }
-        guard nv.replica == config.primary(of: nv.view), nv.replica != id else { return drop(.newView, from, "new_view_not_from_primary", &out) }
+        guard nv.view > view || (nv.view == view && !active) else { return drop(.newView, from, .staleView, &out) }
+        guard nv.replica == config.primary(of: nv.view), nv.replica != id else { return drop(.newView, from, .newViewNotFromPrimary, &out) }
         var senders = Set<ReplicaID>()
         for vc in nv.viewChanges {
             guard vc.newView == nv.view, validViewChange(vc), senders.insert(vc.replica).inserted else {
-                return drop(.newView, from, "invalid_view_change_in_new_view", &out)
+                return drop(.newView, from, .invalidViewChangeInNewView, &out)
             }
         }
-        guard senders.count >= config.quorum else { return drop(.newView, from, "too_few_view_changes", &out) }
+        guard senders.count >= config.quorum else { return drop(.newView, from, .tooFewViewChanges, &out) }
         let expected = Replica.reproposals(view: nv.view, viewChanges: nv.viewChanges, config: config)
         let matches = expected.count == nv.prePrepares.count && zip(expected, nv.prePrepares).allSatisfy { e, got in
             got.view == nv.view && got.seq == e.seq && got.replica == nv.replica && got.digest == e.digest
         }
-        guard matches else { return drop(.newView, from, "reproposals_do_not_follow", &out) }
+        guard matches else { return drop(.newView, from, .reproposalsDoNotFollow, &out) }
         view = nv.view
         installNewView(nv, &out)
     }
 
     mutating func installNewView(_ nv: NewView, _ out: inout ReplicaOutput) {
-        active = true
+        phase = .normal
         prePrepareDeadline = nil
         lastNewView = nv
         out.persist.append(.view(nv.view, active: true))

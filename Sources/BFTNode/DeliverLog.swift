@@ -32,12 +32,15 @@ public enum DeliverLogError: Error, Equatable, CustomStringConvertible {
     case cannotRead(path: String, reason: String)
     /// Line `line` (1-based) is not a deliver-log entry.
     case malformedLine(path: String, line: Int, reason: String)
+    /// Writing buffered lines failed (the lines are lost; the replica must stop).
+    case cannotWrite(path: String, reason: String)
 
     public var description: String {
         switch self {
         case .cannotOpen(let path, let reason): return "cannot open deliver log \(path): \(reason)"
         case .cannotRead(let path, let reason): return "cannot read deliver log \(path): \(reason)"
         case .malformedLine(let path, let line, let reason): return "\(path):\(line): \(reason)"
+        case .cannotWrite(let path, let reason): return "cannot write deliver log \(path): \(reason)"
         }
     }
 }
@@ -61,7 +64,7 @@ public final class DeliverLog {
     private var buffer: [UInt8] = []
     /// Bytes at which `append` flushes by itself, so a long burst cannot grow the buffer unbounded.
     public let autoFlushBytes: Int
-    /// The last write error, if any (the runtime may log it; delivery itself never fails).
+    /// The last write error, if any (also thrown by `flush`, which stops the node).
     public private(set) var lastError: String?
 
     /// Opens `path` in append mode, creating it (mode 0600) if missing.
@@ -76,7 +79,7 @@ public final class DeliverLog {
     }
 
     deinit {
-        flush()
+        try? flush()
         BlockingIO.closeQuietly(fd)
     }
 
@@ -91,21 +94,23 @@ public final class DeliverLog {
     }
 
     /// Buffers one line per delivery, in the given order.
-    public func append(_ deliveries: [Delivery]) {
+    public func append(_ deliveries: [Delivery]) throws(DeliverLogError) {
         for d in deliveries { buffer.append(contentsOf: Self.line(for: d).utf8) }
-        if buffer.count >= autoFlushBytes { flush() }
+        if buffer.count >= autoFlushBytes { try flush() }
     }
 
-    /// Writes the buffered lines. On failure the lines are dropped (and `lastError` set)
-    /// rather than kept: retrying later could interleave a partial line with newer ones.
-    public func flush() {
+    /// Writes the buffered lines. On failure the lines are dropped (and `lastError` set) rather
+    /// than kept — retrying later could interleave a partial line with newer ones — and the
+    /// error is thrown: the node stops rather than go on with a deliver log that has a hole.
+    public func flush() throws(DeliverLogError) {
         guard !buffer.isEmpty, fd >= 0 else { return }
+        defer { buffer.removeAll(keepingCapacity: true) }
         do {
             try BlockingIO.writeAll(fd, buffer)
         } catch {
             lastError = "\(error)"
+            throw .cannotWrite(path: path, reason: "\(error)")
         }
-        buffer.removeAll(keepingCapacity: true)
     }
 
     /// Parses a deliver log (for tests and tools). Empty lines are not allowed, and a final

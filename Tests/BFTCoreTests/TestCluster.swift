@@ -98,7 +98,7 @@ final class TestCluster {
             switch verifiers[r].verify(.request(request)) {
             case .success(let v): absorb(r, drivers[r].stepOnly([v]))
             case .failure(let why):
-                events[r].append(.dropped(kind: .request, from: request.signer, reason: why.reason))
+                events[r].append(.dropped(kind: .request, from: request.signer, reason: why.dropReason))
                 drivers[r].discardUnverifiable(request)
             }
         }
@@ -128,7 +128,7 @@ final class TestCluster {
                 guard !down.contains(r) else { continue }
                 switch verifiers[r].verify(m) {
                 case .success(let v): absorb(r, drivers[r].stepOnly([v]))
-                case .failure(let why): events[r].append(.dropped(kind: m.kind, from: m.signer, reason: why.reason))
+                case .failure(let why): events[r].append(.dropped(kind: m.kind, from: m.signer, reason: why.dropReason))
                 }
             case .client:
                 if case .reply(let reply) = m, case .success = clientVerifier.verify(m) { replies.append((reply.replica, reply)) }
@@ -147,7 +147,7 @@ final class TestCluster {
     }
 
     func drops(_ r: ReplicaID, reason: String) -> Int {
-        events[r].filter { if case .dropped(_, _, let why) = $0 { return why == reason }; return false }.count
+        events[r].filter { if case .dropped(_, _, let why) = $0 { return why.rawValue == reason }; return false }.count
     }
 
     func delivered(_ r: ReplicaID) -> [Digest] { deliveries[r].map(\.digest) }

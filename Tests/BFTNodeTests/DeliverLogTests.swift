@@ -40,18 +40,18 @@ struct DeliverLogTests {
         let path = dir + "/deliver.log"
         let log = try DeliverLog(path: path)
         let first = (1...3).map { delivery($0, client: ClientID($0 % 2)) }
-        log.append(first)
+        try log.append(first)
         #expect(try String(contentsOfFile: path, encoding: .utf8) == "", "nothing written before flush")
-        log.flush()
-        log.flush() // idempotent
+        try log.flush()
+        try log.flush() // idempotent
         let expected = first.map(DeliverLog.line(for:)).joined()
         #expect(try String(contentsOfFile: path, encoding: .utf8) == expected)
 
         // A second log on the same file (a restarted node) appends.
         let again = try DeliverLog(path: path)
         let second = (4...5).map { delivery($0, view: 1) }
-        again.append(second)
-        again.flush()
+        try again.append(second)
+        try again.flush()
         let entries = try DeliverLog.read(path: path)
         #expect(entries == (first + second).map(DeliverLogEntry.init))
         #expect(entries.map(\.index) == [1, 2, 3, 4, 5])
@@ -64,13 +64,13 @@ struct DeliverLogTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/deliver.log"
         let log = try DeliverLog(path: path, autoFlushBytes: 300)
-        log.append([delivery(1)])
+        try log.append([delivery(1)])
         #expect(try DeliverLog.read(path: path).isEmpty)
-        log.append([delivery(2), delivery(3)])
+        try log.append([delivery(2), delivery(3)])
         #expect(try DeliverLog.read(path: path).count == 3)
         do {
             let scoped = try DeliverLog(path: path)
-            scoped.append([delivery(4)])
+            try scoped.append([delivery(4)])
         }
         #expect(try DeliverLog.read(path: path).count == 4)
     }

@@ -372,7 +372,7 @@ struct ObservabilityMetricsTests {
         m.record(.checkpointStable(seq: 128, digest: d))
         m.record(.stateTransferred(seq: 128))
         m.record(.checkpointMismatch(seq: 128))
-        m.record(.dropped(kind: .prepare, from: .replica(2), reason: "wrongView"))
+        m.record(.dropped(kind: .prepare, from: .replica(2), reason: .staleView))
         let f = try PromText.parse(m.exposition())
         #expect(PromText.value(f, "bft_view_changes_started_total") == 1)
         #expect(PromText.value(f, "bft_view_changes_completed_total") == 1)
@@ -380,7 +380,7 @@ struct ObservabilityMetricsTests {
         #expect(PromText.value(f, "bft_checkpoints_stable_total") == 1)
         #expect(PromText.value(f, "bft_stable_checkpoint_sequence") == 128)
         #expect(PromText.value(f, "bft_state_transfers_total") == 1)
-        #expect(PromText.value(f, "bft_messages_dropped_total", ["reason": "wrongView"]) == 1)
+        #expect(PromText.value(f, "bft_messages_dropped_total", ["reason": "stale_view"]) == 1)
     }
 
     @Test func dropReasonsAreSanitisedAndCapped() throws {

@@ -254,6 +254,26 @@ def test_hostile_frames_do_not_disturb(bin_dir, root):
         c.stop_all()
 
 
+def test_malformed_deliver_log_stops_the_start(bin_dir, root):
+    """A deliver log that does not parse stops the replica at start with one line (it used to be
+    read as empty, so every recovered delivery would have been appended again)."""
+    c = Cluster(bin_dir, root)
+    try:
+        c.start_all()
+        rc, _, err = c.client(0, [f"SET m{k} {k}" for k in range(5)])
+        assert rc == 0, err
+        wait_until(lambda: len(c.read_log(0)) == 5, 10, "replica 0 to deliver")
+        c.kill(0, signal.SIGTERM)
+        with open(c.deliver_log(0), "a") as f:
+            f.write("this is not a deliver-log line\n")
+        c.start(0)
+        wait_until(lambda: c.procs[0].poll() is not None, 10, "replica 0 to refuse to start")
+        assert c.procs[0].returncode != 0
+        assert "cannot start replica 0" in c.tail(0), c.tail(0)
+    finally:
+        c.stop_all()
+
+
 # --- durability and recovery (issue 4) ------------------------------------------------------------
 
 def run_clients(c, clients, requests, prefix):
@@ -563,6 +583,7 @@ def test_exec_app_child_dies_stops_replicas(bin_dir, root):
 
 
 TESTS = [test_concurrent_clients_identical_logs, test_kill_primary_view_change, test_hostile_frames_do_not_disturb,
+         test_malformed_deliver_log_stops_the_start,
          test_metrics_scraped_and_consistent, test_exec_app_child_dies_stops_replicas] + DURABILITY + BYZANTINE
 
 

@@ -251,7 +251,7 @@ public final class NodeMetrics: @unchecked Sendable {
         case .checkpointMismatch, .prePrepareDeadlineMissed:
             break
         case .dropped(_, _, let reason):
-            messageDropped(reason: reason)
+            messageDropped(reason: reason.rawValue)
         case .equivocation:
             equivocationDetected()
         }

@@ -154,7 +154,11 @@ public final class ReplicaNode: @unchecked Sendable {
     /// crash kept from reaching it.
     func recover() throws {
         if let path = deliverLogPath {
-            lastLoggedIndex = (try? DeliverLog.read(path: path))?.last?.index ?? 0
+            // A missing log is a fresh start; an unreadable or malformed one stops the start:
+            // guessing 0 would append every recovered delivery again.
+            if FileManager.default.fileExists(atPath: path) {
+                lastLoggedIndex = try DeliverLog.read(path: path).last?.index ?? 0
+            }
         }
         guard durability != nil else { return }
         let out = try driver.recover(now: ticks)
@@ -183,7 +187,7 @@ public final class ReplicaNode: @unchecked Sendable {
         metricsServer?.shutdown()
         try? metricsGroup?.syncShutdownGracefully()
         try? transport.shutdown().wait()
-        try? coreLoop.submit { self.deliverLog?.flush() }.wait()
+        try? coreLoop.submit { try? self.deliverLog?.flush() }.wait()
         try? coreGroup.syncShutdownGracefully()
         try? ioGroup.syncShutdownGracefully()
     }
@@ -398,8 +402,15 @@ public final class ReplicaNode: @unchecked Sendable {
         guard let deliverLog else { return }
         let fresh = deliveries.filter { $0.index > lastLoggedIndex }
         guard let last = fresh.last else { return }
-        deliverLog.append(fresh)
-        deliverLog.flush()
+        do {
+            try deliverLog.append(fresh)
+            try deliverLog.flush()
+        } catch {
+            // The deliver log is what the application's operators read: a hole in it is a lost
+            // delivery for them. A failing disk stops the replica, as for the write-ahead log.
+            logger.critical("deliver log write failed; stopping this replica", metadata: ["error": "\(error)"])
+            Foundation.exit(3)
+        }
         lastLoggedIndex = last.index
     }
 
@@ -450,9 +461,9 @@ public final class ReplicaNode: @unchecked Sendable {
         case .checkpointMismatch(let seq):
             logger.error("own checkpoint digest differs from the stable one", metadata: meta.merging(["checkpoint": "\(seq)"]) { $1 })
         case .dropped(let kind, let from, let reason):
-            count(drop: reason)
+            count(drop: reason.rawValue)
             meta["from"] = "\(from)"
-            logger.debug("dropped \(kind)", metadata: meta.merging(["reason": "\(reason)"]) { $1 })
+            logger.debug("dropped \(kind)", metadata: meta.merging(["reason": "\(reason.rawValue)"]) { $1 })
         case .equivocation(let proof):
             logger.warning("equivocation proof", metadata: meta.merging(["culprit": "\(proof.replica)", "proofView": "\(proof.view)", "proofSeq": "\(proof.seq)"]) { $1 })
         }
