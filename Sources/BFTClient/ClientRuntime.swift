@@ -19,9 +19,11 @@ public enum RequestOutcome: Sendable {
     case shutDown
 }
 
-/// Runs one or more PBFT clients (`ClientCore`) over TCP connections to every replica. Used by
-/// `bft-client` and `bft-loadgen`. Each client identity keeps up to `window` requests
-/// outstanding; replies are verified on the I/O threads, and the cores run on one event loop.
+/// Runs one or more PBFT clients (`ClientCore`) over TCP connections to every replica, one
+/// authenticated session per client identity and replica. Used by `Client`, `bft-client` and
+/// `bft-loadgen`. Each client identity keeps up to `window` requests outstanding; replies are
+/// decoded on the I/O threads and handed to the client loop, where the core decides which to
+/// verify (none when a reply came over its replica's session), and the cores run on that loop.
 public final class ClientRuntime: @unchecked Sendable {
     public let configuration: ClusterConfiguration
     let group: MultiThreadedEventLoopGroup
