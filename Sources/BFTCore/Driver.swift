@@ -137,6 +137,7 @@ public struct ReplicaDriver<Log: PersistencePort> {
     func verifyInvariants() {
         guard checkInvariants else { return }
         let violations = replica.invariantViolations()
-        precondition(violations.isEmpty, "replica \(replica.id) broke its invariants: \(violations.joined(separator: "; "))")
+        // fatalError, not precondition: release builds keep its message (the simulator runs in release).
+        if !violations.isEmpty { fatalError("replica \(replica.id) broke its invariants: \(violations.joined(separator: "; "))") }
     }
 }

@@ -1064,7 +1064,11 @@ public struct Replica {
         let stalled = now >= lastProgressTick + config.retransmitTicks
         // Behind our own stable checkpoint, only a peer at or past it can help.
         let canHelp = lastExecuted >= stableSeq || s.stableSeq >= stableSeq
-        if canHelp && ((s.lastExecuted > lastExecuted && stalled) || s.stableSeq > lastExecuted || s.view > view) {
+        // A peer helps only if it executed what we lack (a peer that adopted a later stable
+        // checkpoint without its state cannot send it): asking such a peer starved two lagging
+        // replicas that kept asking each other while the peers ahead went unasked (seed 5000224).
+        let hasState = s.stableSeq > lastExecuted && s.lastExecuted >= s.stableSeq
+        if canHelp && ((s.lastExecuted > lastExecuted && stalled) || hasState || s.view > view) {
             requestFetch(from: s.replica, &out)
         }
         // The peer's low watermark is behind ours: it lost the CHECKPOINTs that made ours stable,
