@@ -13,8 +13,11 @@ extension Replica {
         if nextSeq <= stableSeq { v.append("next sequence number \(nextSeq) at or below the stable checkpoint \(stableSeq)") }
         // The message log: slots inside the watermarks, consistent with their certificates.
         for (seq, slot) in slots {
-            if seq <= stableSeq || seq > highWatermark {
-                v.append("slot \(seq) outside the watermarks (\(stableSeq), \(highWatermark)]")
+            // Only the low watermark: a replica that restarted before its log held the stable
+            // checkpoint it had adopted without state recovers its own persisted votes above its
+            // window, and must keep them (they stop it contradicting itself) until it catches up.
+            if seq <= stableSeq {
+                v.append("slot \(seq) at or below the stable checkpoint \(stableSeq)")
             }
             if let pp = slot.prePrepare {
                 if pp.seq != seq { v.append("slot \(seq) holds the pre-prepare of \(pp.seq)") }
