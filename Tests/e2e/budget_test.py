@@ -7,15 +7,12 @@ a restart of every replica, a state of more than 128 MiB reaches a restarted rep
 state transfer, and a view change completes while batches of 60 KiB requests are in flight.
 Usage: budget_test.py --bin .build/debug [-k NAME]. Ends with the line 'N passed, M failed'.
 """
-import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cluster_test  # noqa: E402
 from cluster_test import Cluster, assert_logs_agree, wait_until  # noqa: E402
 
 
@@ -148,34 +145,5 @@ TESTS = [test_reply_cache_checkpoint_survives_restart_of_every_replica,
          test_view_change_completes_with_large_requests_in_flight]
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True, help="directory with bft-node, bft-client, bft-keygen")
-    ap.add_argument("-k", default="", help="run only tests whose name contains this")
-    args = ap.parse_args()
-    passed = failed = 0
-    for t in TESTS:
-        if args.k and args.k not in t.__name__:
-            continue
-        root = tempfile.mkdtemp(prefix="bft-budget-")
-        started = time.time()
-        try:
-            t(os.path.abspath(args.bin), root)
-            passed += 1
-            print(f"PASS {t.__name__} ({time.time() - started:.1f}s)", flush=True)
-            shutil.rmtree(root, ignore_errors=True)
-        except Exception:
-            failed += 1
-            print(f"FAIL {t.__name__} ({time.time() - started:.1f}s); files kept in {root}", flush=True)
-            traceback.print_exc()
-            for i in range(4):
-                log = os.path.join(root, f"replica-{i}", "node.log")
-                if os.path.exists(log):
-                    with open(log, errors="replace") as f:
-                        print(f"--- replica {i} log tail ---\n" + "".join(f.readlines()[-15:]))
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
-
-
 if __name__ == "__main__":
-    main()
+    cluster_test.main(TESTS, prefix="bft-budget-")

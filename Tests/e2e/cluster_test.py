@@ -587,16 +587,18 @@ TESTS = [test_concurrent_clients_identical_logs, test_kill_primary_view_change, 
          test_metrics_scraped_and_consistent, test_exec_app_child_dies_stops_replicas] + DURABILITY + BYZANTINE
 
 
-def main():
+def main(tests=None, prefix="bft-e2e-"):
+    """Runs `tests` (default: this file's TESTS) and ends with 'N passed, M failed'; other suites
+    (budget_test.py) call it with their own list."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True, help="directory with bft-node, bft-client, bft-keygen, bft-cluster")
     ap.add_argument("-k", default="", help="run only tests whose name contains this")
     args = ap.parse_args()
     passed = failed = 0
-    for t in TESTS:
+    for t in (TESTS if tests is None else tests):
         if args.k and args.k not in t.__name__:
             continue
-        root = tempfile.mkdtemp(prefix="bft-e2e-")
+        root = tempfile.mkdtemp(prefix=prefix)
         started = time.time()
         try:
             t(os.path.abspath(args.bin), root)
