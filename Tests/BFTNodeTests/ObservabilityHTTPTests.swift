@@ -378,8 +378,11 @@ struct ObservabilityHTTPTests {
         #expect(c.isClosed)
         // The lifetime, not an idle or request timeout (the client never idles), closed it.
         #expect(ContinuousClock.now - start < .seconds(6))
-        #expect(c.responses.count >= 1)
+        // The lifetime (not the idle timeout: the client never idles) closed it. Whether a
+        // response arrived first depends on when this test's task gets a thread, which other
+        // suites' blocking waits can delay past the lifetime, so it is not asserted.
         #expect(server.stats().lifetimeExpired == 1)
+        #expect(server.stats().idleClosed == 0)
         try await ObsHTTP.stop(server, group)
     }
 
