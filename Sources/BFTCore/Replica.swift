@@ -1449,7 +1449,11 @@ public struct Replica {
     mutating func onNewView(_ nv: NewView, _ out: inout ReplicaOutput) {
         let from = Principal.replica(nv.replica)
         guard nv.view > view || (nv.view == view && !active) else { return drop(.newView, from, .staleView, &out) }
-        guard nv.replica == config.primary(of: nv.view), nv.replica != id else { return drop(.newView, from, .newViewNotFromPrimary, &out) }
+        guard nv.replica == config.primary(of: nv.view) else { return drop(.newView, from, .newViewNotFromPrimary, &out) }
+        // Our own NEW-VIEW, relayed back (we made it before a restart, or before rejoining a view
+        // change for our own view): it proves the view as well as anyone's and is the only way
+        // back into it — the others are active there and send no VIEW-CHANGE for it (seed 5000784).
+        if nv.replica == id && (nv.view != view || active) { return }
         var senders = Set<ReplicaID>()
         for vc in nv.viewChanges {
             guard vc.newView == nv.view, validViewChange(vc), senders.insert(vc.replica).inserted else {

@@ -12,7 +12,10 @@ struct RegressionSeedTests {
     /// 5000224: n=7, two lagging replicas in a view change, behind the stable checkpoint, kept
     /// fetching from each other (each one's STATUS arrived first and showed a higher stable
     /// checkpoint it did not hold the state of) and never from the replicas ahead.
-    @Test("seed stays fixed", arguments: [UInt64(8_801_951), 5_000_224])
+    /// 5000784: the primary of view 2 restarted, rejoined a view change for its own view and then
+    /// refused its own NEW-VIEW relayed back by a replica active in that view, so it never became
+    /// active again.
+    @Test("seed stays fixed", arguments: [UInt64(8_801_951), 5_000_224, 5_000_784])
     func seed(_ seed: UInt64) {
         let r = Simulation(scenario: .random(seed: seed)).run()
         #expect(r.passed, "seed \(seed): \(r.failures)")
