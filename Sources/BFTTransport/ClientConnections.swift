@@ -45,8 +45,7 @@ public final class ClientConnections: @unchecked Sendable {
         onFrame: @escaping @Sendable (_ replica: Int, _ frame: InboundFrame) -> Void
     ) {
         self.clusterID = clusterID
-        let staticKey = session.flatMap { _ in try? X25519.PrivateKey.generate() }
-        precondition(session == nil || staticKey != nil, "the system's secure random source failed")
+        let staticKey = SessionPipeline.makeStaticKey(for: session)
         self.limits = limits
         self.logger = logger
         self.group = group
@@ -101,11 +100,8 @@ public final class ClientConnections: @unchecked Sendable {
                         }
                     )
                     let handler = FrameConnectionHandler(sink: queue, admission: nil, callbacks: callbacks)
-                    let pipeline = session.map {
-                        SessionPipeline(setup: $0, staticKey: staticKey!, role: .initiator(expected: .replica(UInt32(index))),
-                                        onAuthenticated: { _ in true })
-                    }
-                    try addFramePipeline(to: channel, rules: rules, admission: nil, handler: handler, session: pipeline)
+                    try addFramePipeline(to: channel, rules: rules, admission: nil, handler: handler,
+                                         session: SessionPipeline.dialing(replica: index, session: session, staticKey: staticKey))
                 }
             )
         }

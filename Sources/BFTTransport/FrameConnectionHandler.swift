@@ -204,6 +204,22 @@ struct SessionPipeline {
     let role: SessionHandler.Role
     let onAuthenticated: (SessionPrincipal) -> Bool
 
+    /// A fresh Noise static key for a transport that runs sessions (nil without). The identity
+    /// comes from the Ed25519 key; this key only lives as long as the process.
+    static func makeStaticKey(for session: SessionSetup?) -> X25519.PrivateKey? {
+        let key = session.flatMap { _ in try? X25519.PrivateKey.generate() }
+        precondition(session == nil || key != nil, "the system's secure random source failed")
+        return key
+    }
+
+    /// The pipeline for a connection this side dials to replica `index` (nil without sessions):
+    /// the handshake must prove that replica.
+    static func dialing(replica index: Int, session: SessionSetup?, staticKey: X25519.PrivateKey?) -> SessionPipeline? {
+        guard let session, let staticKey else { return nil }
+        return SessionPipeline(setup: session, staticKey: staticKey, role: .initiator(expected: .replica(UInt32(index))),
+                               onAuthenticated: { _ in true })
+    }
+
     /// The decoder's rules for the outer frames: handshake frames (small) and sealed records
     /// large enough for the largest inner frame.
     func outerRules(inner: FrameRules) -> FrameRules {

@@ -133,8 +133,7 @@ public final class Transport: @unchecked Sendable {
     ) {
         self.clusterID = clusterID
         self.session = session
-        let staticKey = session.flatMap { _ in try? X25519.PrivateKey.generate() }
-        precondition(session == nil || staticKey != nil, "the system's secure random source failed")
+        let staticKey = SessionPipeline.makeStaticKey(for: session)
         self.staticKey = staticKey
         self.limits = limits
         self.rules = FrameRules(clusterID: clusterID, knownKinds: knownKinds, clientKinds: clientKinds, limits: limits)
@@ -191,11 +190,8 @@ public final class Transport: @unchecked Sendable {
                         }
                     )
                     let handler = FrameConnectionHandler(sink: queue, admission: nil, callbacks: callbacks)
-                    let pipeline = session.map {
-                        SessionPipeline(setup: $0, staticKey: staticKey!, role: .initiator(expected: .replica(UInt32(id))),
-                                        onAuthenticated: { _ in true })
-                    }
-                    try addFramePipeline(to: channel, rules: rules, admission: nil, handler: handler, session: pipeline)
+                    try addFramePipeline(to: channel, rules: rules, admission: nil, handler: handler,
+                                         session: SessionPipeline.dialing(replica: id, session: session, staticKey: staticKey))
                 }
             )
         }
