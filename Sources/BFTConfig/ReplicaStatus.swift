@@ -1,8 +1,9 @@
 import Foundation
 
-/// What a replica writes to `DATA/status.json` once per status interval (the fields the tools
-/// read; `bft-node` writes more, e.g. drops by reason).
-public struct ReplicaStatus: Decodable, Sendable, Equatable {
+/// The status document a replica writes to `DATA/status.json` (and serves at `/status`) once per
+/// status interval; `bft-node` writes it and the tools (`bft-cluster`, `bft-loadgen`, the
+/// harness) read it, so both sides use this one type.
+public struct ReplicaStatus: Codable, Sendable, Equatable {
     public var replica: Int
     public var view: UInt64
     public var primary: Int
@@ -11,6 +12,16 @@ public struct ReplicaStatus: Decodable, Sendable, Equatable {
     public var stableCheckpoint: UInt64
     public var delivered: UInt64
     public var pendingRequests: Int
+    public var viewChanges: Int
+    /// Drops counted by reason, at the edge and by the core.
+    public var dropped: [String: Int]
+
+    public init(replica: Int, view: UInt64, primary: Int, active: Bool, lastExecuted: UInt64, stableCheckpoint: UInt64,
+                delivered: UInt64, pendingRequests: Int, viewChanges: Int, dropped: [String: Int]) {
+        self.replica = replica; self.view = view; self.primary = primary; self.active = active
+        self.lastExecuted = lastExecuted; self.stableCheckpoint = stableCheckpoint; self.delivered = delivered
+        self.pendingRequests = pendingRequests; self.viewChanges = viewChanges; self.dropped = dropped
+    }
 
     /// Reads `DIR/status.json`; nil when it is missing or not (yet) a complete status document.
     public static func read(dataDirectory: String) -> ReplicaStatus? {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BFTClusterHarness
+import BFTConfig
 import Foundation
 
 /// `bft-cluster check-logs`: the deliver-log comparison of the e2e tests and the Podman run.

@@ -472,19 +472,9 @@ public final class ReplicaNode: @unchecked Sendable {
     /// How often `DATA/status.json` (and the `/status` endpoint) is refreshed.
     public let statusInterval: TimeAmount
 
-    /// Snapshot of the replica's progress, written to `DATA/status.json` every `statusInterval`.
-    public struct StatusReport: Codable, Sendable {
-        public var replica: Int
-        public var view: UInt64
-        public var primary: Int
-        public var active: Bool
-        public var lastExecuted: UInt64
-        public var stableCheckpoint: UInt64
-        public var delivered: UInt64
-        public var pendingRequests: Int
-        public var viewChanges: Int
-        public var dropped: [String: Int]
-    }
+    /// Snapshot of the replica's progress, written to `DATA/status.json` every `statusInterval`
+    /// (the document type is shared with the tools that read it).
+    public typealias StatusReport = ReplicaStatus
 
     func statusReport() -> StatusReport {
         let c = counters.withLock { $0 }
