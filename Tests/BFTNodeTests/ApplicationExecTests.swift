@@ -161,18 +161,26 @@ struct ApplicationExecTests {
         #expect(pipe(&fds) == 0)
         defer { close(fds[0]); close(fds[1]) }
         let writer = fds[1]
+        // The writer stops when told, and the pipe closes only after it has: a write to a pipe
+        // with no reader would raise SIGPIPE.
+        let stop = LockedFlag()
+        let finished = DispatchSemaphore(value: 0)
         let trickle = Thread {
-            for _ in 0..<30 {
+            for _ in 0..<60 where !stop.value {
                 _ = try? BlockingIO.writeAll(writer, [UInt8(ascii: "x")])
                 Thread.sleep(forTimeInterval: 0.05)
             }
+            finished.signal()
         }
         trickle.start()
         var reader = LineReader(fd: fds[0], maxLineBytes: 1000)
         let start = ContinuousClock.now
         #expect(throws: LineReader.Failure.timedOut(milliseconds: 300)) { try reader.readLine(timeoutMilliseconds: 300) }
-        #expect(ContinuousClock.now - start < .milliseconds(900))
-        Thread.sleep(forTimeInterval: 1.6)  // let the writer finish before the pipe closes
+        // A per-read deadline would only fire once the 3 s trickle stops; the whole-line deadline
+        // fires at 300 ms. 2.5 s separates the two with room for a loaded machine.
+        #expect(ContinuousClock.now - start < .milliseconds(2500))
+        stop.set()
+        finished.wait()
     }
 
     @Test("results above the reply limit become a deterministic ERR")
@@ -211,4 +219,12 @@ struct ApplicationExecTests {
         close(fds[1])
         #expect(throws: LineReader.Failure.endOfFile) { try second.readLine() }
     }
+}
+
+/// A flag one thread sets and another polls.
+final class LockedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var raised = false
+    var value: Bool { lock.withLock { raised } }
+    func set() { lock.withLock { raised = true } }
 }

@@ -18,7 +18,7 @@ private func mode(_ path: String) throws -> Int {
 
 @Suite("Data file modes")
 struct DataFileModeTests {
-    @Test func replicaDataDirectoryAndFilesArePrivateToTheUser() throws {
+    @Test func replicaDataDirectoryAndFilesArePrivateToTheUser() async throws {
         let root = NSTemporaryDirectory() + "bft-modes-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: root) }
         // bft-node creates its data directory (and missing parents) with DataDirectory.create.
@@ -41,7 +41,7 @@ struct DataFileModeTests {
         let node = try ReplicaNode(configuration: config, id: 0, key: keys[0], application: app, dataDirectory: data,
                                    deliverLogPath: data + "/deliver.log", logger: logger, statusInterval: .milliseconds(20))
         try node.start()
-        let wrote = NodeIntegrationTests.waitUntil(5) { FileManager.default.fileExists(atPath: data + "/status.json") }
+        let wrote = await NodeIntegrationTests.waitUntil(5) { FileManager.default.fileExists(atPath: data + "/status.json") }
         node.shutdown()
         #expect(wrote)
 

@@ -97,39 +97,49 @@ struct NodeIntegrationTests {
         return ports
     }
 
-    static func waitUntil(_ seconds: Double, _ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
+    /// Polls `condition` every 50 ms until it holds or `seconds` pass. It suspends rather than
+    /// blocks: a blocked thread is one of the two cooperative threads a 2-core machine has, and
+    /// starving them made other suites' timing assertions flaky.
+    static func waitUntil(_ seconds: Double, _ condition: () -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int(seconds * 1000)))
+        while ContinuousClock.now < deadline {
             if condition() { return true }
-            Thread.sleep(forTimeInterval: 0.05)
+            try? await Task.sleep(for: .milliseconds(50))
         }
         return condition()
     }
 
+    /// One request as client `id`, awaited without blocking a thread.
+    static func call(_ rt: ClientRuntime, client id: ClientID, _ operation: String, timeout: TimeAmount = .seconds(10)) async -> RequestOutcome {
+        await withCheckedContinuation { continuation in
+            rt.submitInOrder(client: id, operation: Array(operation.utf8), timeout: timeout) { continuation.resume(returning: $0) }
+        }
+    }
+
     @Test("requests over TCP are ordered identically on four replicas and the client gets the agreed reply")
-    func orderedOverTCP() throws {
+    func orderedOverTCP() async throws {
         let c = try LocalCluster()
         defer { c.shutdown() }
         let rt = c.client(0)
         defer { rt.shutdown() }
         for k in 0..<20 {
-            guard case .completed(let result, _, _) = rt.call(client: 0, operation: Array("SET k\(k) v\(k)".utf8), timeout: .seconds(10)) else {
+            guard case .completed(let result, _, _) = await Self.call(rt, client: 0, "SET k\(k) v\(k)", timeout: .seconds(10)) else {
                 Issue.record("request \(k) timed out"); return
             }
             #expect(String(decoding: result, as: UTF8.self) == "OK")
         }
-        guard case .completed(let got, _, _) = rt.call(client: 0, operation: Array("GET k7".utf8), timeout: .seconds(10)) else {
+        guard case .completed(let got, _, _) = await Self.call(rt, client: 0, "GET k7", timeout: .seconds(10)) else {
             Issue.record("GET timed out"); return
         }
         #expect(String(decoding: got, as: UTF8.self) == "v7")
-        #expect(Self.waitUntil(5) { (0..<4).allSatisfy { c.deliverLog($0).count == 21 } })
+        #expect(await Self.waitUntil(5) { (0..<4).allSatisfy { c.deliverLog($0).count == 21 } })
         let logs = (0..<4).map { c.deliverLog($0) }
         #expect(logs.allSatisfy { $0 == logs[0] })
     }
 
     /// Connections of one client identity with its authenticated sessions to every replica, for
     /// sending hand-made request frames (replays, forgeries, floods) as that client.
-    static func sessionSender(_ c: LocalCluster, client: ClientID) -> ClientConnections {
+    static func sessionSender(_ c: LocalCluster, client: ClientID) async -> ClientConnections {
         let proto = c.configuration.protocolConfig()
         var addresses: [Int: (host: String, port: Int)] = [:]
         for r in c.configuration.replicas { addresses[r.id] = (r.host, r.port) }
@@ -139,7 +149,7 @@ struct NodeIntegrationTests {
                                       session: setup, group: MultiThreadedEventLoopGroup.singleton,
                                       logger: Logger(label: "hostile", factory: { _ in SwiftLogNoOpLogHandler() })) { _, _ in }
         conns.start()
-        _ = waitUntil(5) { (0..<4).allSatisfy { conns.isConnected(toReplica: $0) } }
+        _ = await waitUntil(5) { (0..<4).allSatisfy { conns.isConnected(toReplica: $0) } }
         return conns
     }
 
@@ -150,7 +160,7 @@ struct NodeIntegrationTests {
     }
 
     @Test("a replayed request frame is answered from the reply cache and never executed twice; garbage closes only its connection")
-    func replayAndGarbage() throws {
+    func replayAndGarbage() async throws {
         let c = try LocalCluster()
         defer { c.shutdown() }
         let request = Request(client: 1, timestamp: 1000, sessionStart: true, operation: Array("SET r 1".utf8))
@@ -158,30 +168,30 @@ struct NodeIntegrationTests {
         let port = c.configuration.address(of: 2).port
         // Send the same signed request to every replica three times (a replay) over the client's
         // own sessions, plus garbage to replica 2 on a connection of its own.
-        let sender = Self.sessionSender(c, client: 1)
+        let sender = await Self.sessionSender(c, client: 1)
         defer { try? sender.shutdown().wait() }
         for _ in 0..<3 { sender.broadcast(kind: MessageKind.request.rawValue, body: Self.body(request)) }
         try RawSocket.send(port: port, bytes: Array(repeating: 0xEE, count: 512))
-        #expect(Self.waitUntil(10) { (0..<4).allSatisfy { c.deliverLog($0).count == 1 } })
-        Thread.sleep(forTimeInterval: 0.3)
+        #expect(await Self.waitUntil(10) { (0..<4).allSatisfy { c.deliverLog($0).count == 1 } })
+        try await Task.sleep(for: .milliseconds(300))
         #expect((0..<4).allSatisfy { c.deliverLog($0).count == 1 })
 
         // The cluster still serves a normal client, and replica 2 kept its other connections.
         let rt = c.client(0)
         defer { rt.shutdown() }
-        guard case .completed = rt.call(client: 0, operation: Array("SET after garbage".utf8), timeout: .seconds(10)) else {
+        guard case .completed = await Self.call(rt, client: 0, "SET after garbage", timeout: .seconds(10)) else {
             Issue.record("cluster stopped serving"); return
         }
-        #expect(Self.waitUntil(5) { c.deliverLog(2).count == 2 })
+        #expect(await Self.waitUntil(5) { c.deliverLog(2).count == 2 })
     }
 
     @Test("a client sending forged signatures is disconnected; one flooding requests is held to its window; honest clients are served")
-    func hostileClients() throws {
+    func hostileClients() async throws {
         let c = try LocalCluster()
         defer { c.shutdown() }
         // Forged: sent over client 0's own session, signed by client 0's key but claiming to be
         // client 1 — not the session's principal, so its signature is checked and fails.
-        let forger = Self.sessionSender(c, client: 0)
+        let forger = await Self.sessionSender(c, client: 0)
         defer { try? forger.shutdown().wait() }
         for t in 0..<20 {
             forger.send(toReplica: 1, kind: MessageKind.request.rawValue,
@@ -189,7 +199,7 @@ struct NodeIntegrationTests {
                             .signed(with: Ed25519MessageSigner(key: c.clientKeys[0]), clusterID: 5)))
         }
         // Flood: 500 validly signed requests over client 1's session that all wait behind a missing timestamp.
-        let flooder = Self.sessionSender(c, client: 1)
+        let flooder = await Self.sessionSender(c, client: 1)
         defer { try? flooder.shutdown().wait() }
         for t in 0..<500 {
             flooder.send(toReplica: 2, kind: MessageKind.request.rawValue,
@@ -200,35 +210,35 @@ struct NodeIntegrationTests {
         let rt = c.client(0)
         defer { rt.shutdown() }
         for k in 0..<5 {
-            guard case .completed = rt.call(client: 0, operation: Array("SET h\(k) 1".utf8), timeout: .seconds(10)) else {
+            guard case .completed = await Self.call(rt, client: 0, "SET h\(k) 1", timeout: .seconds(10)) else {
                 Issue.record("honest client not served"); return
             }
         }
-        #expect(Self.waitUntil(5) { (c.nodes[1]?.transportStats().closedByReason.values.reduce(0, +) ?? 0) >= 1 })
+        #expect(await Self.waitUntil(5) { (c.nodes[1]?.transportStats().closedByReason.values.reduce(0, +) ?? 0) >= 1 })
         #expect((c.nodes[1]?.dropCounts()["bad_signature"] ?? 0) >= 8)
-        #expect(Self.waitUntil(5) { (c.nodes[2]?.dropCounts()["client_window_full"] ?? 0) >= 400 })
+        #expect(await Self.waitUntil(5) { (c.nodes[2]?.dropCounts()["client_window_full"] ?? 0) >= 400 })
         // The client finished with f+1 replies; replica 1 may still be executing the last request.
-        _ = Self.waitUntil(5) { c.deliverLog(1).count >= 5 }
+        _ = await Self.waitUntil(5) { c.deliverLog(1).count >= 5 }
         #expect(c.deliverLog(1).count == 5)
     }
 
     @Test("§4.4 on the network: stopping the primary leads to a view change and further commits")
-    func primaryStopViewChange() throws {
+    func primaryStopViewChange() async throws {
         let c = try LocalCluster(viewChangeTimeoutMs: 500)
         defer { c.shutdown() }
         let rt = c.client(0)
         defer { rt.shutdown() }
-        guard case .completed = rt.call(client: 0, operation: Array("SET a 1".utf8), timeout: .seconds(10)) else {
+        guard case .completed = await Self.call(rt, client: 0, "SET a 1", timeout: .seconds(10)) else {
             Issue.record("first request timed out"); return
         }
         c.stop(0)
-        guard case .completed(let r, _, _) = rt.call(client: 0, operation: Array("SET b 2".utf8), timeout: .seconds(20)) else {
+        guard case .completed(let r, _, _) = await Self.call(rt, client: 0, "SET b 2", timeout: .seconds(20)) else {
             Issue.record("no progress after the primary stopped"); return
         }
         #expect(String(decoding: r, as: UTF8.self) == "OK")
         let views = (1..<4).compactMap { c.nodes[$0]?.status().view }
         #expect(views.allSatisfy { $0 >= 1 })
-        #expect(Self.waitUntil(5) { (1..<4).allSatisfy { c.deliverLog($0).count == 2 } })
+        #expect(await Self.waitUntil(5) { (1..<4).allSatisfy { c.deliverLog($0).count == 2 } })
     }
 }
 
