@@ -22,8 +22,14 @@ public enum PersistRecord: Sendable, Equatable {
     /// A batch body this replica accepted (from a pre-prepare, a CATCH-UP or a fetched BATCH):
     /// certificates name batches by digest, so the bodies must survive a crash too.
     case batch([Request])
+    /// A stable checkpoint adopted before this replica reached it (2f+1 CHECKPOINTs or a NEW-VIEW
+    /// ahead of it), whose state it does not hold yet. Not a compaction point: the state recovery
+    /// starts from is still the last `.checkpoint`. It moves the low watermark on recovery, as it
+    /// did live, so what the replica signed above it (up to the new high watermark) comes back
+    /// inside the window instead of beyond it.
+    case stableCheckpoint(seq: SeqNum, digest: Digest, proof: [Checkpoint])
 
-    enum Tag: UInt8 { case checkpoint = 1, view, ownMessage, prepared, committed, newView, batch }
+    enum Tag: UInt8 { case checkpoint = 1, view, ownMessage, prepared, committed, newView, batch, stableCheckpoint }
 
     public func encoded() -> [UInt8] {
         var w = WireWriter(capacity: 256)
@@ -42,6 +48,8 @@ public enum PersistRecord: Sendable, Equatable {
             w.u8(Tag.newView.rawValue); nv.encode(into: &w)
         case .batch(let requests):
             w.u8(Tag.batch.rawValue); encodeList(requests, into: &w)
+        case .stableCheckpoint(let seq, let digest, let proof):
+            w.u8(Tag.stableCheckpoint.rawValue); w.u64(seq); w.digest(digest); encodeList(proof, into: &w)
         }
         return w.bytes
     }
@@ -68,6 +76,10 @@ public enum PersistRecord: Sendable, Equatable {
             record = .newView(try NewView.decodeInline(&r, limits: limits))
         case .batch:
             record = .batch(try decodeList(&r, field: "requests", limit: limits.maxRequestsPerBatch, limits: limits))
+        case .stableCheckpoint:
+            let seq = try r.u64(), digest = try r.digest()
+            record = .stableCheckpoint(seq: seq, digest: digest,
+                                       proof: try decodeList(&r, field: "proof", limit: limits.maxProofMessages, limits: limits))
         case nil:
             throw .invalidValue("persist record tag")
         }
@@ -130,6 +142,11 @@ extension Replica {
                 slots[cert.prePrepare.seq]!.committedCertificate = cert
             case .batch(let requests):
                 batches[PrePrepare.batchDigest(requests)] = requests
+            case .stableCheckpoint(let seq, let digest, let proof) where seq > stableSeq:
+                // Live, the replica executed what it could before it adopted this checkpoint and
+                // then dropped everything at or below it; recovery does the same, here.
+                executeReady(&out)
+                makeStable(seq: seq, digest: digest, proof: proof, state: nil, &out)
             case .newView(let nv):
                 lastNewView = nv
                 if nv.replica == id {

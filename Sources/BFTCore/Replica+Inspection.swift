@@ -3,6 +3,12 @@
 extension Replica {
     /// Sequence slots held (pre-prepares, prepares, commits, certificates) above the low watermark.
     public var slotCount: Int { slots.count }
+    /// Where the replica stands and which slots it holds, for a checker's failure message.
+    public var slotSummary: String {
+        let seqs = slots.keys.sorted()
+        let range = seqs.isEmpty ? "none" : "\(seqs.first!)...\(seqs.last!)"
+        return "view \(view) (\(phase)), stable checkpoint \(stableSeq), last executed \(lastExecuted), slots \(range)"
+    }
     /// Batch bodies kept by digest (including the null batch).
     public var batchCount: Int { batches.count }
     /// Sequence numbers for which CHECKPOINT votes are held.

@@ -13,11 +13,14 @@ extension Replica {
         if nextSeq <= stableSeq { v.append("next sequence number \(nextSeq) at or below the stable checkpoint \(stableSeq)") }
         // The message log: slots inside the watermarks, consistent with their certificates.
         for (seq, slot) in slots {
-            // Only the low watermark: a replica that restarted before its log held the stable
-            // checkpoint it had adopted without state recovers its own persisted votes above its
-            // window, and must keep them (they stop it contradicting itself) until it catches up.
+            // Both watermarks hold after a restart too: a stable checkpoint adopted without its
+            // state is persisted (`PersistRecord.stableCheckpoint`), so the votes a replica signed
+            // above its old window come back inside the window it had moved to.
             if seq <= stableSeq {
                 v.append("slot \(seq) at or below the stable checkpoint \(stableSeq)")
+            }
+            if seq > highWatermark {
+                v.append("slot \(seq) above the high watermark \(highWatermark)")
             }
             if let pp = slot.prePrepare {
                 if pp.seq != seq { v.append("slot \(seq) holds the pre-prepare of \(pp.seq)") }

@@ -992,7 +992,11 @@ public struct Replica {
         stableTransferSignature = nil
         slots = slots.filter { $0.key > seq }
         collectBodies()
-        if let state { persistCheckpoint(seq: seq, digest: digest, proof: proof, state: state.1, &out) }
+        if let state {
+            persistCheckpoint(seq: seq, digest: digest, proof: proof, state: state.1, &out)
+        } else {
+            out.persist.append(.stableCheckpoint(seq: seq, digest: digest, proof: proof))
+        }
         checkpointVotes = checkpointVotes.filter { $0.key > seq }
         ownCheckpoints = ownCheckpoints.filter { $0.key > seq }
         if let incoming = incomingState, incoming.seq < seq || (incoming.seq == seq && state != nil) { incomingState = nil }

@@ -748,7 +748,7 @@ public final class Simulation {
         for r in correct {
             let rep = drivers[r].replica
             if rep.slotCount > slotBound {
-                failures.append("bounded state \(when): replica \(r) holds \(rep.slotCount) slots (bound \(slotBound))")
+                failures.append("bounded state \(when): replica \(r) holds \(rep.slotCount) slots (bound \(slotBound)): \(rep.slotSummary)")
             }
             if rep.pendingRequestCount > pendingBound {
                 failures.append("bounded state \(when): replica \(r) holds \(rep.pendingRequestCount) pending requests (bound \(pendingBound))")

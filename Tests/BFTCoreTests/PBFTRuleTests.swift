@@ -618,6 +618,40 @@ struct RecoveryTests {
         #expect(c.queue.isEmpty)  // no prepare for the conflicting batch left replica 1
     }
 
+    @Test("a stable checkpoint adopted without its state survives a restart: the low watermark stays there, so the slots signed above it stay inside the window")
+    func adoptedStableCheckpointSurvivesRestart() {
+        let c = TestCluster()  // checkpoint interval 4, watermark window 8
+        // Replica 3 sees pre-prepares, prepares and CHECKPOINTs but no COMMIT and no state: it
+        // signs prepares, adopts the stable checkpoints of the others without their state and
+        // never executes.
+        c.filter = { _, to, m in
+            guard to == .replica(3) else { return true }
+            switch m {
+            case .commit, .stateTransfer, .catchUp: return false
+            default: return true
+            }
+        }
+        for t in 1...14 { c.submit(c.request(client: 0, timestamp: UInt64(t), sessionStart: t == 1, op: "\(t)")); c.run() }
+        #expect(c.replicas[0].stableSeq >= 12)
+        let before = c.replicas[3]
+        #expect(before.lastExecuted == 0)
+        #expect(before.stableSeq >= 8, "replica 3 adopted the others' stable checkpoint")
+        #expect(c.persisted[3].contains { if case .stableCheckpoint(before.stableSeq, _, _) = $0 { return true }; return false })
+        #expect(before.slotCount > 0)
+        c.restart(3)
+        let after = c.replicas[3]
+        #expect(after.stableSeq == before.stableSeq)
+        #expect(after.stableDigest == before.stableDigest)
+        #expect(after.lastExecuted == 0)
+        #expect(after.slotCount == before.slotCount)
+        #expect(after.slotCount <= Int(c.config.watermarkWindow), "slots beyond the high watermark after recovery")
+        // Once the network heals it fetches the state and agrees with the others.
+        c.filter = nil
+        c.tick(80)
+        #expect(c.replicas[3].lastExecuted == c.replicas[0].lastExecuted)
+        #expect(c.replicas[3].stableDigest == c.replicas[0].stableDigest)
+    }
+
     @Test("every persisted record round-trips through its codec")
     func persistRecordCodec() throws {
         let c = TestCluster()

@@ -15,7 +15,11 @@ struct RegressionSeedTests {
     /// 5000784: the primary of view 2 restarted, rejoined a view change for its own view and then
     /// refused its own NEW-VIEW relayed back by a replica active in that view, so it never became
     /// active again.
-    @Test("seed stays fixed", arguments: [UInt64(8_801_951), 5_000_224, 5_000_784])
+    /// 5001681 (a Twins pair) and 7000095 (bad signatures, a crash): a replica adopted a stable
+    /// checkpoint from 2f+1 CHECKPOINTs without its state, signed prepares up to the new high
+    /// watermark, crashed, and recovered from the older checkpoint record, holding slots beyond
+    /// its window (45 for a bound of 40). Such adoptions are now persisted.
+    @Test("seed stays fixed", arguments: [UInt64(8_801_951), 5_000_224, 5_000_784, 5_001_681, 7_000_095])
     func seed(_ seed: UInt64) {
         let r = Simulation(scenario: .random(seed: seed)).run()
         #expect(r.passed, "seed \(seed): \(r.failures)")

@@ -150,7 +150,7 @@ final class Durability {
 /// Durability's own log record for a checkpoint whose state lives in a `CheckpointFiles` file:
 ///
 /// ```
-/// u8        tag 0xC5 (PersistRecord's tags are 1...6, so old and new records can share a log)
+/// u8        tag 0xC5 (PersistRecord's tags are 1...8, so old and new records can share a log)
 /// u8        version (1)
 /// u64 LE    state length in bytes
 /// 32 bytes  SHA-256 of the state
