@@ -1354,10 +1354,13 @@ public struct Replica {
     }
 
     /// §4.5.2: the timer for the next view starts only once 2f+1 replicas are changing to this
-    /// one, so a replica cut off alone does not run ahead through views nobody else joins.
+    /// one or a later one, so a replica cut off alone does not run ahead through views nobody
+    /// else joins. A replica already changing to a later view counts: it has left this view as
+    /// well, and with f replicas silent in view changes, not counting it left the others
+    /// waiting forever for a NEW-VIEW its vote was missing from (found by the coalition).
     mutating func armNewViewTimerIfNeeded() {
         guard !active, viewChangeDeadline == nil else { return }
-        let joined = viewChanges.values.filter { $0.newView == view }.count
+        let joined = viewChanges.values.filter { $0.newView >= view }.count
         if joined >= config.quorum { viewChangeDeadline = now + viewChangeTimeout() }
     }
 
