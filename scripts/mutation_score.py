@@ -157,6 +157,7 @@ def main():
                     help="stop a mutation's seeds after this many liveness failures (0 = run them all); "
                          "each one costs the whole liveness phase")
     ap.add_argument("--all-seeds", action="store_true", help="do not stop at the first safety violation")
+    ap.add_argument("--sim-args", default="", help="extra bft-sim arguments, e.g. --coalition (an adversary in every seed)")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args()
 
@@ -195,7 +196,7 @@ def main():
         out, st, ran, crashed = "", 0.0, 0, False
         while ran < args.seeds:
             n = min(args.chunk, args.seeds - ran)
-            rc, o, t = run([sim, "--seeds", str(n), "--start", str(args.start + ran)], work, 7200)
+            rc, o, t = run([sim, "--seeds", str(n), "--start", str(args.start + ran)] + args.sim_args.split(), work, 7200)
             out += o
             st += t
             ran += n
@@ -255,7 +256,8 @@ def main():
         finally:
             restore(work, saved)
 
-    lines = [f"seeds {args.start}..{args.start + args.seeds - 1} ({args.seeds}), bft-sim built {args.config}",
+    lines = [f"seeds {args.start}..{args.start + args.seeds - 1} ({args.seeds}), bft-sim built {args.config}"
+             + (f", bft-sim {args.sim_args}" if args.sim_args else ""),
              "",
              "| mutation | class | planted bug | simulator | failed seeds (safety / liveness / other) of seeds run | first failing seed | BFTCoreTests | time (build + seeds + tests) |",
              "|---|---|---|---|---|---|---|---|"]

@@ -28,6 +28,13 @@ public enum ByzantineMode: String, CaseIterable, Sendable {
     /// Signs two different, wrong results for every request it executes (and new ones on each
     /// retransmission), so its replies disagree with each other and with the correct replicas.
     case divergentReplies = "divergent-replies"
+    /// All f faulty replicas act as one coalition (`Coalition`): double votes, equivocation,
+    /// damaging view changes, short NEW-VIEWs and CATCH-UPs, wrong states. Simulator only.
+    case coalition
+
+    /// The modes a replica can run on its own (`coalition` needs the simulator to share one
+    /// `Coalition` among the faulty replicas).
+    public static let standalone: [ByzantineMode] = allCases.filter { $0 != .coalition }
 }
 
 /// What a Byzantine wrapper actually did, so a run can prove its adversary acted: a mode whose
@@ -47,10 +54,17 @@ public struct ByzantineCounters: Sendable, Equatable {
     public var forged = 0
     /// Replies to clients with a wrong, validly signed result.
     public var forgedReplies = 0
+    /// Prepares and commits cast for a batch conflicting with one already seen (coalition).
+    public var doubleVotes = 0
+    /// Prepared certificates put in a VIEW-CHANGE for a batch other than the one most replicas
+    /// committed: stale genuine ones or forged ones (coalition).
+    public var forgedCertificates = 0
 
     public init() {}
 
-    public var total: Int { equivocations + withheld + delayed + corruptedSignatures + replayed + forged + forgedReplies }
+    public var total: Int {
+        equivocations + withheld + delayed + corruptedSignatures + replayed + forged + forgedReplies + doubleVotes + forgedCertificates
+    }
 
     /// The counter that shows `mode` deviated from the honest replica.
     public func acted(as mode: ByzantineMode) -> Int {
@@ -62,6 +76,7 @@ public struct ByzantineCounters: Sendable, Equatable {
         case .replay: return replayed
         case .bogusViewChange, .outOfWindow: return forged
         case .forgedReplies, .divergentReplies: return forgedReplies
+        case .coalition: return doubleVotes + forgedCertificates + forged + equivocations
         }
     }
 
@@ -69,7 +84,7 @@ public struct ByzantineCounters: Sendable, Equatable {
     public var summary: String {
         let all = [("equivocations", equivocations), ("withheld", withheld), ("delayed", delayed),
                    ("corruptedSignatures", corruptedSignatures), ("replayed", replayed), ("forged", forged),
-                   ("forgedReplies", forgedReplies)]
+                   ("forgedReplies", forgedReplies), ("doubleVotes", doubleVotes), ("forgedCertificates", forgedCertificates)]
         let nonZero = all.filter { $0.1 > 0 }.map { "\($0.0)=\($0.1)" }
         return nonZero.isEmpty ? "none" : nonZero.joined(separator: " ")
     }
@@ -99,6 +114,8 @@ public struct ByzantineBehaviour: OutboundInterceptor {
     var forgedOut: [Outbound] = []
     /// The view the wrapped replica was in at its last output (for fabricated replies).
     var lastView: ViewNum = 0
+    /// The coalition this replica belongs to (mode `coalition`), shared with the other members.
+    public var coalition: Coalition?
 
     public init(mode: ByzantineMode, id: ReplicaID, config: ProtocolConfig, signer: any MessageSigner, seed: UInt64) {
         self.mode = mode; self.id = id; self.config = config; self.signer = signer; self.rng = SplitMix64(seed: seed)
@@ -115,6 +132,7 @@ public struct ByzantineBehaviour: OutboundInterceptor {
     /// Turns the honest outputs into what the faulty replica actually sends.
     public mutating func transform(_ outputs: [Outbound], replica: Replica) -> [Outbound] {
         if passive { return outputs }
+        if mode == .coalition, let coalition { return coalition.rewrite(outputs, member: id, replica: replica, counters: &counters) }
         var result: [Outbound] = []
         let others = (0..<config.n).filter { $0 != id }
         lastView = replica.view
@@ -202,6 +220,9 @@ public struct ByzantineBehaviour: OutboundInterceptor {
                 } else {
                     result.append(o)
                 }
+            case .coalition:
+                // Without a coalition to act with (a replica on its own) it behaves honestly.
+                result.append(o)
             case .divergentReplies:
                 if case .reply(let reply) = o.message {
                     // Two different results for the same request, each validly signed.
@@ -220,6 +241,7 @@ public struct ByzantineBehaviour: OutboundInterceptor {
     /// Also called for received messages so `replay` has others' messages to resend.
     public mutating func observe(_ m: Message) {
         if passive { return }
+        if mode == .coalition { coalition?.learn(m, member: id, counters: &counters); return }
         if mode == .replay, rng.chance(0.2) { remember(m) }
         // Answer a request before anyone executed it, with a result made up from the operation.
         if mode == .forgedReplies, case .request(let r) = m, forgedOut.count < 1024 {

@@ -17,6 +17,13 @@ extension Replica {
     public var ownCheckpointCount: Int { ownCheckpoints.count }
     /// VIEW-CHANGE messages held for the view change in progress.
     public var viewChangeMessageCount: Int { viewChanges.count }
+    /// The 2f+1 CHECKPOINTs proving the stable checkpoint.
+    public var stableCheckpointProof: [Checkpoint] { stableProof }
+    /// The stable checkpoint's state and manifest, if this replica holds them.
+    public var stableCheckpointState: (manifest: StateManifest, state: [UInt8])? {
+        guard let m = stableManifest, let s = stableState else { return nil }
+        return (m, s)
+    }
     /// Entries across every client's reply cache.
     public var cachedReplyCount: Int { clients.values.reduce(0) { $0 + $1.replies.count } }
 }

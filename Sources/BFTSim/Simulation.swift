@@ -54,8 +54,9 @@ public struct Scenario: Sendable, CustomStringConvertible {
     /// Byzantine wrappers pass everything through unchanged (an adversary that does nothing).
     public var passiveAdversaries = false
 
-    /// Draws a scenario from a seed. `forceTwins` twins a replica even where the seed would not.
-    public static func random(seed: UInt64, useEd25519: Bool = false, forceTwins: Bool = false) -> Scenario {
+    /// Draws a scenario from a seed. `forceTwins` twins a replica even where the seed would not;
+    /// `forceCoalition` makes f replicas a coalition even where the seed would not.
+    public static func random(seed: UInt64, useEd25519: Bool = false, forceTwins: Bool = false, forceCoalition: Bool = false) -> Scenario {
         var rng = SimRandom(seed: seed)
         let n = rng.chance(0.2) ? 7 : 4
         let f = (n - 1) / 3
@@ -85,7 +86,7 @@ public struct Scenario: Sendable, CustomStringConvertible {
             var r = rng.chance(0.6) ? rng.int(0...min(1, n - 1)) : rng.int(0...(n - 1))
             while taken.contains(r) { r = (r + 1) % n }
             taken.insert(r)
-            let mode = ByzantineMode.allCases[rng.int(0...(ByzantineMode.allCases.count - 1))]
+            let mode = ByzantineMode.standalone[rng.int(0...(ByzantineMode.standalone.count - 1))]
             s.byzantine.append((r, mode))
         }
         if rng.chance(0.3) { s.payloadBytes = rng.int(200...3000) }
@@ -101,6 +102,29 @@ public struct Scenario: Sendable, CustomStringConvertible {
             var t = rng.chance(0.6) ? rng.int(0...1) : rng.int(0...(n - 1))
             while s.byzantine.contains(where: { $0.replica == t }) { t = (t + 1) % n }
             s.twins = TwinsPlan.random(twinned: t, n: n, faultTicks: faultTicks, rng: &rng)
+        }
+        // A coalition: where Byzantine replicas were drawn (or when forced), f of them act as
+        // one, and the network cuts f correct replicas off for a long stretch (both ways, or
+        // one-way: they hear but are not heard), so that the groups the coalition needs form: a
+        // quorum that commits without them, and replicas that lag and report little in their
+        // view changes, which the coalition can then feed alone.
+        if (s.twins == nil && !s.byzantine.isEmpty && rng.chance(0.35)) || forceCoalition {
+            s.twins = nil
+            var members = s.byzantine.map(\.replica)
+            while members.count < f {
+                var r = rng.int(0...(n - 1))
+                while members.contains(r) { r = (r + 1) % n }
+                members.append(r)
+            }
+            s.byzantine = members.prefix(f).sorted().map { ($0, ByzantineMode.coalition) }
+            let correct = (0..<n).filter { r in !s.byzantine.contains { $0.replica == r } }
+            var isolated: [ReplicaID] = []
+            while isolated.count < f {
+                let r = correct[rng.int(0...(correct.count - 1))]
+                if !isolated.contains(r) { isolated.append(r) }
+            }
+            let start = UInt64(rng.int(0...Int(faultTicks / 2)))
+            s.partitions.append((start, min(faultTicks, start + UInt64(rng.int(300...900))), isolated.sorted(), rng.chance(0.5)))
         }
         return s
     }
@@ -242,6 +266,8 @@ public final class Simulation {
     var replicas: [Replica] { drivers.map(\.replica) }
     var replicaSigners: [any MessageSigner] = []
     var restarts = 0
+    /// The shared knowledge of the coalition, when the scenario has one.
+    var coalition: Coalition?
     func behaviour(_ node: Int) -> ByzantineBehaviour? { drivers[node].interceptor as? ByzantineBehaviour }
     var verifiers: [MessageVerifier] = []
     var clients: [ClientCore] = []
@@ -335,6 +361,11 @@ public final class Simulation {
         }
         clientVerifier = MessageVerifier(checker: checker, clusterID: cfg.clusterID, replicaCount: cfg.n, clientCount: cfg.clientCount)
         self.replicaSigners = replicaSigners
+        let members = scenario.byzantine.filter { $0.mode == .coalition }.map(\.replica)
+        var signersOfMembers: [ReplicaID: any MessageSigner] = [:]
+        for r in members { signersOfMembers[r] = replicaSigners[r] }
+        let coalition = members.isEmpty ? nil : Coalition(members: members, signers: signersOfMembers, config: cfg, seed: rng.next())
+        self.coalition = coalition
         for i in 0..<scenario.n {
             let replica = Replica(id: i, config: cfg, signer: replicaSigners[i], application: makeApplication(for: i))
             verifiers.append(MessageVerifier(checker: checker, clusterID: cfg.clusterID, replicaCount: cfg.n, clientCount: cfg.clientCount))
@@ -342,6 +373,7 @@ public final class Simulation {
             let behaviour: ByzantineBehaviour? = byz.map {
                 var b = ByzantineBehaviour(mode: $0.mode, id: i, config: cfg, signer: replicaSigners[i], seed: rng.next())
                 b.passive = scenario.passiveAdversaries
+                if $0.mode == .coalition { b.coalition = coalition }
                 return b
             }
             drivers.append(ReplicaDriver(replica: replica, log: InMemoryLog(limits: cfg.limits), interceptor: behaviour, checkInvariants: true))

@@ -61,7 +61,7 @@ struct LoadGen: ParsableCommand {
     @Option(name: .customLong("request-timeout"), help: "Seconds before a request counts as an error.")
     var requestTimeout: Double = 10
 
-    @Option(help: ArgumentHelp("With --spawn: run replica R as a Byzantine replica in MODE (\(ByzantineMode.allCases.map(\.rawValue).joined(separator: ", "))). Test only.", valueName: "R:MODE"))
+    @Option(help: ArgumentHelp("With --spawn: run replica R as a Byzantine replica in MODE (\(ByzantineMode.standalone.map(\.rawValue).joined(separator: ", "))). Test only.", valueName: "R:MODE"))
     var byzantine: String?
 
     @Flag(help: "Client identity number --clients floods every replica (fresh, replayed and forged requests, about 20,000 frames/s) while the other clients measure.")
@@ -129,8 +129,8 @@ struct LoadGen: ParsableCommand {
         var byzantineReplica: (id: Int, mode: ByzantineMode)?
         if let byzantine {
             let parts = byzantine.split(separator: ":", maxSplits: 1).map(String.init)
-            guard parts.count == 2, let r = Int(parts[0]), r >= 0, r < cluster.n, let mode = ByzantineMode(rawValue: parts[1]) else {
-                fail("--byzantine takes R:MODE with R in 0..<\(cluster.n) and MODE one of \(ByzantineMode.allCases.map(\.rawValue).joined(separator: ", "))")
+            guard parts.count == 2, let r = Int(parts[0]), r >= 0, r < cluster.n, let mode = ByzantineMode(rawValue: parts[1]), mode != .coalition else {
+                fail("--byzantine takes R:MODE with R in 0..<\(cluster.n) and MODE one of \(ByzantineMode.standalone.map(\.rawValue).joined(separator: ", "))")
             }
             byzantineReplica = (r, mode)
         }
@@ -191,7 +191,7 @@ struct LoadGen: ParsableCommand {
         var results: [RunResult] = []
         if attackTable {
             var rows: [(String, (id: Int, mode: ByzantineMode)?, Bool)] = [("fault-free", nil, false)]
-            for mode in ByzantineMode.allCases { rows.append(("replica 0 \(mode.rawValue)", (0, mode), false)) }
+            for mode in ByzantineMode.standalone { rows.append(("replica 0 \(mode.rawValue)", (0, mode), false)) }
             rows.append(("flooding client", nil, true))
             for (label, byz, flooding) in rows {
                 let r = measure(label: label, byzantine: byz, flooding: flooding, fault: nil)

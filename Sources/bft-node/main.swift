@@ -50,7 +50,7 @@ struct BFTNodeCommand: ParsableCommand {
     @Option(help: "Address to listen on instead of the configured host (e.g. 0.0.0.0 in a container).")
     var listen: String?
 
-    @Option(help: ArgumentHelp("TEST ONLY: misbehave as a Byzantine replica: \(ByzantineMode.allCases.map(\.rawValue).joined(separator: ", ")). Refused unless the environment has BFT_ALLOW_BYZANTINE=1.", valueName: "mode"))
+    @Option(help: ArgumentHelp("TEST ONLY: misbehave as a Byzantine replica: \(ByzantineMode.standalone.map(\.rawValue).joined(separator: ", ")). Refused unless the environment has BFT_ALLOW_BYZANTINE=1.", valueName: "mode"))
     var byzantine: String?
 
     @Option(help: ArgumentHelp("Serve Prometheus metrics on http://HOST:PORT/metrics and a JSON status on /status.", valueName: "host:port"))
@@ -89,8 +89,8 @@ struct BFTNodeCommand: ParsableCommand {
         }
         var byzantineMode: ByzantineMode?
         if let byzantine {
-            guard let mode = ByzantineMode(rawValue: byzantine) else {
-                fail("unknown --byzantine mode '\(byzantine)' (\(ByzantineMode.allCases.map(\.rawValue).joined(separator: ", ")))")
+            guard let mode = ByzantineMode(rawValue: byzantine), mode != .coalition else {
+                fail("unknown --byzantine mode '\(byzantine)' (\(ByzantineMode.standalone.map(\.rawValue).joined(separator: ", ")))")
             }
             guard ProcessInfo.processInfo.environment["BFT_ALLOW_BYZANTINE"] == "1" else {
                 fail("--byzantine is for tests only; set BFT_ALLOW_BYZANTINE=1 to confirm")

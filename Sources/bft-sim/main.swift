@@ -31,6 +31,9 @@ struct BFTSimCommand: ParsableCommand {
     @Flag(help: "Twin a replica in every seed (Twins: two honest instances with one key in different partitions).")
     var twins = false
 
+    @Flag(help: "Make f replicas a coalition in every seed (one adversary: double votes, damaging view changes, short NEW-VIEWs and CATCH-UPs, wrong states) with a network that cuts f correct replicas off.")
+    var coalition = false
+
     @Option(help: "Run the scenario in this JSON file (written by --write-scenario) instead of random seeds.")
     var scenario: String?
 
@@ -40,16 +43,19 @@ struct BFTSimCommand: ParsableCommand {
     @Option(help: "Seeds run in parallel (default: the number of cores). Output stays in seed order.")
     var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
 
+    /// The flags that shape scenarios, for the replay lines.
+    var flags: String { (twins ? " --twins" : "") + (coalition ? " --coalition" : "") }
+
     func run() throws {
         var passed = 0, failed = 0, idle = 0
         let began = Date()
         if let path = writeScenario {
-            let s = Scenario.random(seed: start, useEd25519: ed25519, forceTwins: twins)
-            try s.jsonData(note: "seed \(start)\(twins ? " --twins" : "")").write(to: URL(fileURLWithPath: path))
+            let s = Scenario.random(seed: start, useEd25519: ed25519, forceTwins: twins, forceCoalition: coalition)
+            try s.jsonData(note: "seed \(start)\(flags)").write(to: URL(fileURLWithPath: path))
             print("wrote \(path): \(s)")
             return
         }
-        var scenarios = (0..<seeds).map { Scenario.random(seed: start + UInt64($0), useEd25519: ed25519, forceTwins: twins) }
+        var scenarios = (0..<seeds).map { Scenario.random(seed: start + UInt64($0), useEd25519: ed25519, forceTwins: twins, forceCoalition: coalition) }
         if let path = scenario {
             scenarios = [try Scenario(json: Data(contentsOf: URL(fileURLWithPath: path)))]
         }
@@ -70,8 +76,8 @@ struct BFTSimCommand: ParsableCommand {
                 if let path = scenario {
                     print("  replay: bft-sim --scenario \(path) --verbose")
                 } else {
-                    print("  replay: \(SeedRunner.replayCommand(seed: seed, ed25519: ed25519))\(twins ? " --twins" : "")")
-                    print("  keep it: bft-sim --start \(seed)\(twins ? " --twins" : "") --write-scenario FILE.json")
+                    print("  replay: \(SeedRunner.replayCommand(seed: seed, ed25519: ed25519))\(flags)")
+                    print("  keep it: bft-sim --start \(seed)\(flags) --write-scenario FILE.json")
                 }
             }
         }
