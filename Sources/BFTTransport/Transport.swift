@@ -177,7 +177,7 @@ public final class Transport: @unchecked Sendable {
                                 $0.outboundConnectionsOpen += 1
                             }
                         },
-                        onFrame: { _ in stats.drop("unexpectedFrameOnOutbound") },
+                        onFrame: { _ in stats.drop(.unexpectedFrameOnOutbound) },
                         onError: { error in
                             reporter.report(error, connection: connection, remote: "\(address)", role: "outbound")
                         },
@@ -319,7 +319,7 @@ public final class Transport: @unchecked Sendable {
     /// is unreachable are kept (bounded, oldest dropped first) and sent after reconnecting.
     public func send(toReplica id: Int, kind: UInt8, body: ByteBuffer) {
         guard let link = self.links[id] else {
-            self.statsRecorder.drop("unknownReplica")
+            self.statsRecorder.drop(.unknownReplica)
             return
         }
         guard self.checkOutbound(kind: kind, body: body) else { return }
@@ -334,10 +334,10 @@ public final class Transport: @unchecked Sendable {
     }
 
     /// Queues a frame on an accepted connection (replies to clients). Dropped and counted as
-    /// `unknownConnection` if that connection is gone.
+    /// `unknown_connection` if that connection is gone.
     public func send(toConnection id: ConnectionID, kind: UInt8, body: ByteBuffer) {
         guard let queue = self.state.withLock({ $0.inbound[id]?.queue }) else {
-            self.statsRecorder.drop("unknownConnection")
+            self.statsRecorder.drop(.unknownConnection)
             return
         }
         guard self.checkOutbound(kind: kind, body: body) else { return }
@@ -349,26 +349,26 @@ public final class Transport: @unchecked Sendable {
     /// connection and lose the frames queued behind it.
     private func checkOutbound(kind: UInt8, body: ByteBuffer) -> Bool {
         if self.state.withLock({ $0.phase == .shutDown }) {
-            self.statsRecorder.drop("shutdown")
+            self.statsRecorder.drop(.shutdown)
             return false
         }
         if !self.rules.knownKinds.contains(kind) {
-            self.statsRecorder.drop("unknownKind")
+            self.statsRecorder.drop(.unknownKind)
             self.throttle.log(
                 self.logger,
                 level: .warning,
-                label: "outboundUnknownKind",
+                label: "outbound_unknown_kind",
                 "refusing to send a frame of a kind peers would reject",
                 metadata: ["kind": "\(kind)"]
             )
             return false
         }
         if body.readableBytes > self.rules.maxBodyBytes(for: kind) {
-            self.statsRecorder.drop("outboundTooLarge")
+            self.statsRecorder.drop(.outboundTooLarge)
             self.throttle.log(
                 self.logger,
                 level: .warning,
-                label: "outboundTooLarge",
+                label: TransportDropReason.outboundTooLarge.label,
                 "refusing to send an over-limit frame",
                 metadata: ["kind": "\(kind)", "bytes": "\(body.readableBytes)"]
             )
@@ -396,11 +396,11 @@ public final class Transport: @unchecked Sendable {
         }
         self.statsRecorder.penalty(reason)
         if let (channel, remote) = toClose {
-            self.statsRecorder.closed("penalties")
+            self.statsRecorder.closed(.penalties)
             self.throttle.log(
                 self.logger,
                 level: .notice,
-                label: "penalties",
+                label: ConnectionCloseReason.penalties.label,
                 "closing connection after repeated malformed frames",
                 metadata: ["connection": "\(id)", "remote": "\(remote)", "lastReason": "\(reason)"]
             )
@@ -408,10 +408,11 @@ public final class Transport: @unchecked Sendable {
         }
     }
 
-    /// Closes an accepted connection on request of a higher layer.
+    /// Closes an accepted connection on request of a higher layer; counted as
+    /// `disconnect_` + the first word of `reason` (`ConnectionCloseReason.disconnect`).
     public func disconnect(_ id: ConnectionID, reason: String) {
         guard let channel = self.state.withLock({ $0.inbound[id]?.channel }) else { return }
-        self.statsRecorder.closed("disconnect:" + StatsRecorder.label(reason))
+        self.statsRecorder.closed(.disconnect(reason))
         self.logger.info("disconnecting", metadata: ["connection": "\(id)", "reason": "\(reason)"])
         channel.close(promise: nil)
     }
@@ -459,8 +460,8 @@ public final class Transport: @unchecked Sendable {
         let logger = self.logger
         let queue = OutboundFrameQueue(limits: self.limits, stats: self.statsRecorder, clientBudget: self.clientBudget) {
             guard overflowed.withLock({ o in defer { o = true }; return !o }) else { return }
-            closeStats.closed("clientOutboundQueueFull")
-            throttle.log(logger, level: .notice, label: "clientOutboundQueueFull",
+            closeStats.closed(.clientOutboundQueueFull)
+            throttle.log(logger, level: .notice, label: ConnectionCloseReason.clientOutboundQueueFull.label,
                          "closing client connection that does not read its replies", metadata: ["remote": "\(remote)"])
             channel.close(promise: nil)
         }
@@ -473,11 +474,11 @@ public final class Transport: @unchecked Sendable {
         }
         guard let id else {
             self.statsRecorder.update { $0.connectionsRejected += 1 }
-            self.statsRecorder.closed("tooManyConnections")
+            self.statsRecorder.closed(.tooManyConnections)
             self.throttle.log(
                 self.logger,
                 level: .warning,
-                label: "tooManyConnections",
+                label: ConnectionCloseReason.tooManyConnections.label,
                 "refusing inbound connection: connection limit reached",
                 metadata: ["remote": "\(remote)", "limit": "\(self.limits.maxInboundConnections)"]
             )
@@ -514,7 +515,7 @@ public final class Transport: @unchecked Sendable {
                     $0.connectionsOpen -= 1
                     $0.inboundConnectionsOpen -= 1
                 }
-                if heldAtClose { stats.drop("heldAtClose") }
+                if heldAtClose { stats.drop(.heldAtClose) }
                 self?.inboundClosed(id)
             }
         )
@@ -572,6 +573,6 @@ public final class Transport: @unchecked Sendable {
             return record
         }
         self.flow.unregister(id)
-        record?.queue.close(countingAs: "connectionClosed")
+        record?.queue.close(countingAs: .connectionClosed)
     }
 }
