@@ -29,27 +29,6 @@ public struct InboundFrame: Sendable {
     }
 }
 
-/// Why `start()` failed.
-public enum TransportError: Error, Equatable, CustomStringConvertible {
-    case addressInUse(host: String, port: Int)
-    case bindFailed(host: String, port: Int, reason: String)
-    case alreadyStarted
-    case shutDown
-
-    public var description: String {
-        switch self {
-        case .addressInUse(let host, let port):
-            return "cannot listen on \(host):\(port): address already in use (is another replica running?)"
-        case .bindFailed(let host, let port, let reason):
-            return "cannot listen on \(host):\(port): \(reason)"
-        case .alreadyStarted:
-            return "transport already started"
-        case .shutDown:
-            return "transport was shut down"
-        }
-    }
-}
-
 /// Moves opaque framed messages between replicas and to/from clients.
 ///
 /// Topology: every replica dials every other replica and *sends* only on the connections it
@@ -235,13 +214,13 @@ public final class Transport: @unchecked Sendable {
 
     /// Binds the listener (blocking until bound) and starts dialling peers.
     /// Must not be called on an event loop thread.
-    /// - Throws: `TransportError.addressInUse` if the port is taken, `.bindFailed` otherwise.
+    /// - Throws: `ListenerError.addressInUse` if the port is taken, `.bindFailed` otherwise.
     public func start() throws {
         try self.state.withLock { s in
             switch s.phase {
             case .idle: s.phase = .started
-            case .started: throw TransportError.alreadyStarted
-            case .shutDown: throw TransportError.shutDown
+            case .started: throw ListenerError.alreadyStarted(.transport)
+            case .shutDown: throw ListenerError.shutDown(.transport)
             }
         }
         let server: Channel
@@ -260,10 +239,7 @@ public final class Transport: @unchecked Sendable {
                 .wait()
         } catch {
             self.state.withLock { $0.phase = .idle }
-            if let io = error as? IOError, io.errnoCode == EADDRINUSE {
-                throw TransportError.addressInUse(host: self.listenHost, port: self.listenPort)
-            }
-            throw TransportError.bindFailed(host: self.listenHost, port: self.listenPort, reason: "\(error)")
+            throw ListenerError.binding(.transport, host: self.listenHost, port: self.listenPort, failedWith: error)
         }
         let closeNow: Bool = self.state.withLock { s in
             if s.phase == .shutDown { return true }
@@ -272,7 +248,7 @@ public final class Transport: @unchecked Sendable {
         }
         if closeNow {
             server.close(promise: nil)
-            throw TransportError.shutDown
+            throw ListenerError.shutDown(.transport)
         }
         self.logger.info(
             "transport listening",

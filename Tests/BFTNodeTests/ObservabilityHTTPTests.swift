@@ -414,16 +414,16 @@ struct ObservabilityHTTPTests {
         let other = StatusHTTPServer(
             host: "127.0.0.1", port: port, group: group, metrics: NodeMetrics(),
             status: { [] }, logger: ObsHTTP.logger)
-        #expect(throws: StatusHTTPServerError.addressInUse(host: "127.0.0.1", port: port)) { try other.start() }
-        #expect("\(StatusHTTPServerError.addressInUse(host: "127.0.0.1", port: port))".contains("address already in use"))
-        #expect(throws: StatusHTTPServerError.alreadyStarted) { try server.start() }
+        #expect(throws: ListenerError.addressInUse(.statusHTTP, host: "127.0.0.1", port: port)) { try other.start() }
+        #expect("\(ListenerError.addressInUse(.statusHTTP, host: "127.0.0.1", port: port))".contains("address already in use"))
+        #expect(throws: ListenerError.alreadyStarted(.statusHTTP)) { try server.start() }
         let c = try await ObsHTTP.Client.connect(group, port: port)
         #expect(await ObsHTTP.within { server.stats().open == 1 })
         server.shutdown()
         server.shutdown()  // idempotent
         #expect(await ObsHTTP.within { c.isClosed })
         #expect(server.boundPort == nil)
-        #expect(throws: StatusHTTPServerError.shutDown) { try server.start() }
+        #expect(throws: ListenerError.shutDown(.statusHTTP)) { try server.start() }
         try await group.shutdownGracefully()
     }
 }

@@ -563,10 +563,10 @@ struct TransportNetworkTests {
         let a = Node(port: 0, peers: [:], group: group)
         try a.transport.start()
         let b = Node(port: a.transport.boundPort, peers: [:], group: group)
-        #expect(throws: TransportError.addressInUse(host: "127.0.0.1", port: a.transport.boundPort)) {
+        #expect(throws: ListenerError.addressInUse(.transport, host: "127.0.0.1", port: a.transport.boundPort)) {
             try b.transport.start()
         }
-        #expect(throws: TransportError.alreadyStarted) { try a.transport.start() }
+        #expect(throws: ListenerError.alreadyStarted(.transport)) { try a.transport.start() }
         try await shutdown([a.transport, b.transport], group)
     }
 
@@ -581,7 +581,7 @@ struct TransportNetworkTests {
         try await a.transport.shutdown().get()
         #expect(await eventually { b.transport.stats().inboundConnectionsOpen == 0 })
         #expect(a.transport.stats().connectionsOpen == 0)
-        #expect(throws: TransportError.shutDown) { try a.transport.start() }
+        #expect(throws: ListenerError.shutDown(.transport)) { try a.transport.start() }
         try await shutdown([a.transport, b.transport], group)
     }
 
