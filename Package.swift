@@ -106,7 +106,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "BFTClusterHarnessTests", dependencies: ["BFTClusterHarness", "BFTNode", "BFTCore", "BFTCrypto"]),
+        .testTarget(name: "BFTClusterHarnessTests", dependencies: ["BFTClusterHarness", "BFTConfig", "BFTCore", "BFTCrypto"]),
         .testTarget(name: "BFTCryptoTests", dependencies: ["BFTCrypto"]),
         .testTarget(name: "BFTSessionTests", dependencies: ["BFTSession", "BFTCrypto"]),
         .testTarget(name: "BFTStorageTests", dependencies: ["BFTStorage"]),

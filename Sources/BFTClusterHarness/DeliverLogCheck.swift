@@ -1,49 +1,26 @@
+import BFTConfig
 import Foundation
 
 /// The deliver-log comparison every multi-process check uses (`bft-cluster check-logs`, the e2e
 /// tests, the Podman run of the compose file).
 ///
-/// A deliver log has one JSON line per delivered request,
-/// `{"index":1,"seq":3,"view":0,"client":"0","timestamp":17,"digest":"<64 hex>"}`
-/// (written by bft-node's `DeliverLog`). Every correct replica writes the same `index`, `seq`,
+/// A deliver log has one JSON line per delivered request (`DeliverLogEntry`, which bft-node
+/// writes and which reads them here too). Every correct replica writes the same `index`, `seq`,
 /// `client`, `timestamp` and `digest` for an index; `view` may differ (a batch committed in view
 /// v at one replica can be executed from its re-proposal in v+1 at another). A replica that
 /// caught up by state transfer has no lines for the indices the state covered.
 public enum DeliverLogCheck {
-    public struct Entry: Sendable, Equatable {
-        public var index: UInt64
-        public var seq: UInt64
-        public var view: UInt64
-        public var client: String
-        public var timestamp: UInt64
-        public var digest: String
-
-        public init(index: UInt64, seq: UInt64, view: UInt64, client: String, timestamp: UInt64, digest: String) {
-            self.index = index; self.seq = seq; self.view = view; self.client = client
-            self.timestamp = timestamp; self.digest = digest
-        }
-
-        /// The first field other than `view` in which two entries differ, with both values.
-        func difference(from other: Entry) -> String? {
-            if seq != other.seq { return "seq \(seq) vs \(other.seq)" }
-            if client != other.client { return "client \(client) vs \(other.client)" }
-            if timestamp != other.timestamp { return "timestamp \(timestamp) vs \(other.timestamp)" }
-            if digest != other.digest { return "digest \(digest.prefix(12))… vs \(other.digest.prefix(12))…" }
-            return nil
-        }
-    }
-
     /// One replica's log, named for the messages (e.g. `replica-2`).
     public struct Log: Sendable {
         public var name: String
-        public var entries: [Entry]
+        public var entries: [DeliverLogEntry]
         /// The replica caught up by state transfer (its node log says so): its log may skip indices.
         public var stateTransferred: Bool
         /// The replica was stopped during the run: its log is checked on its own and for
         /// agreement, but not for length, coverage, being non-empty or `after`.
         public var stopped: Bool
 
-        public init(name: String, entries: [Entry], stateTransferred: Bool = false, stopped: Bool = false) {
+        public init(name: String, entries: [DeliverLogEntry], stateTransferred: Bool = false, stopped: Bool = false) {
             self.name = name; self.entries = entries; self.stateTransferred = stateTransferred; self.stopped = stopped
         }
     }
@@ -126,7 +103,7 @@ public enum DeliverLogCheck {
     /// On every index two logs both have, the entries are identical apart from `view`. Returns
     /// how many entries had another view than the first log's.
     static func checkAgreement(_ logs: [Log]) throws(Violation) -> Int {
-        var first: [UInt64: (name: String, entry: Entry)] = [:]
+        var first: [UInt64: (name: String, entry: DeliverLogEntry)] = [:]
         var viewsDiffer = 0
         for log in logs {
             for e in log.entries {
@@ -167,39 +144,10 @@ public enum DeliverLogCheck {
 }
 
 extension DeliverLogCheck {
-    /// Parses a deliver log. A final line without a newline is accepted (a file copied while
-    /// being written); an empty or malformed line is an error naming the file and line.
-    public static func read(path: String) throws(HarnessError) -> [Entry] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw HarnessError("cannot read deliver log \(path): \(FileManager.default.fileExists(atPath: path) ? "not readable" : "no such file")")
-        }
-        return try parse(data, name: path)
-    }
-
-    public static func parse(_ data: Data, name: String) throws(HarnessError) -> [Entry] {
-        struct Raw: Decodable { var index, seq, view: UInt64; var client: String; var timestamp: UInt64; var digest: String }
-        var lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
-        if lines.last?.isEmpty == true { lines.removeLast() }
-        let decoder = JSONDecoder()
-        var entries: [Entry] = []
-        entries.reserveCapacity(lines.count)
-        for (i, line) in lines.enumerated() {
-            guard let raw = try? decoder.decode(Raw.self, from: Data(line)) else {
-                throw HarnessError("\(name):\(i + 1): not a deliver-log entry: \(String(decoding: line.prefix(80), as: UTF8.self))")
-            }
-            guard raw.digest.count == 64, raw.digest.allSatisfy(\.isHexDigit) else {
-                throw HarnessError("\(name):\(i + 1): digest is not 64 hex characters")
-            }
-            entries.append(Entry(index: raw.index, seq: raw.seq, view: raw.view, client: raw.client,
-                                 timestamp: raw.timestamp, digest: raw.digest))
-        }
-        return entries
-    }
-
     /// The log of one replica given as a data directory (`DIR/deliver.log`) or a deliver-log
     /// file. It counts as state-transferred when the replica's `node.log` (in DIR, or beside
     /// the file) has a `state transferred` line.
-    public static func load(_ path: String, stopped: Bool = false) throws(HarnessError) -> Log {
+    public static func load(_ path: String, stopped: Bool = false) throws(DeliverLogError) -> Log {
         var isDirectory: ObjCBool = false
         let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
         let dir = exists && isDirectory.boolValue ? path : URL(fileURLWithPath: path).deletingLastPathComponent().path
@@ -207,6 +155,17 @@ extension DeliverLogCheck {
         let name = exists && isDirectory.boolValue ? URL(fileURLWithPath: path).lastPathComponent : path
         let nodeLog = FileManager.default.contents(atPath: "\(dir)/node.log") ?? Data()
         let transferred = nodeLog.range(of: Data("state transferred".utf8)) != nil
-        return Log(name: name, entries: try read(path: file), stateTransferred: transferred, stopped: stopped)
+        return Log(name: name, entries: try DeliverLogEntry.read(path: file), stateTransferred: transferred, stopped: stopped)
+    }
+}
+
+extension DeliverLogEntry {
+    /// The first field other than `view` in which two entries differ, with both values.
+    func difference(from other: DeliverLogEntry) -> String? {
+        if seq != other.seq { return "seq \(seq) vs \(other.seq)" }
+        if client != other.client { return "client \(client) vs \(other.client)" }
+        if timestamp != other.timestamp { return "timestamp \(timestamp) vs \(other.timestamp)" }
+        if digest != other.digest { return "digest \(digest.hex.prefix(12))… vs \(other.digest.hex.prefix(12))…" }
+        return nil
     }
 }

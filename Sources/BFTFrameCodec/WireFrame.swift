@@ -22,11 +22,11 @@ public struct WireLimits: Sendable, Equatable {
     /// Bytes of replies waiting for one client (accepted) connection, counting those handed to
     /// the socket but not yet written. Much smaller than the peer limit: a client that does not
     /// read its replies is not keeping up, and there may be a thousand of them. A reply that
-    /// does not fit closes that connection (`clientOutboundQueueFull`); the client reconnects
+    /// does not fit closes that connection (`client_outbound_queue_full`); the client reconnects
     /// and retransmits.
     public var maxOutboundQueuedBytesPerClientConnection: Int
     /// Bytes of replies waiting for all client connections together (same accounting). When
-    /// spent, replies to clients are dropped (`clientOutboundBudget`) until writes free some:
+    /// spent, replies to clients are dropped (`client_outbound_budget`) until writes free some:
     /// without it, many clients that never read could each hold their own limit (12 such
     /// connections grew a replica by 830 MB). Peer connections do not use it.
     public var maxOutboundQueuedBytesAllClients: Int
@@ -106,14 +106,14 @@ public enum FrameError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A fixed, low-cardinality label for statistics and log throttling. Why not
     /// `description`: it embeds values chosen by the remote side, which would let a peer
     /// create unboundedly many dictionary keys.
-    public var reasonLabel: String {
+    public var label: String {
         switch self {
-        case .badMagic: return "badMagic"
-        case .unsupportedVersion: return "unsupportedVersion"
-        case .nonZeroFlags: return "nonZeroFlags"
-        case .wrongCluster: return "wrongCluster"
+        case .badMagic: return "bad_magic"
+        case .unsupportedVersion: return "unsupported_version"
+        case .nonZeroFlags: return "non_zero_flags"
+        case .wrongCluster: return "wrong_cluster"
         case .oversized: return "oversized"
-        case .unknownKind: return "unknownKind"
+        case .unknownKind: return "unknown_kind"
         case .truncated: return "truncated"
         }
     }

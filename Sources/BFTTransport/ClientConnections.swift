@@ -191,7 +191,7 @@ public final class ClientConnections: @unchecked Sendable {
 
     public func send(toReplica index: Int, kind: UInt8, body: ByteBuffer) {
         guard let link = self.links[index] else {
-            self.statsRecorder.drop("unknownReplica")
+            self.statsRecorder.drop(.unknownReplica)
             return
         }
         guard self.checkOutbound(body: body) else { return }
@@ -209,7 +209,7 @@ public final class ClientConnections: @unchecked Sendable {
     /// rather than get the connection closed.
     private func checkOutbound(body: ByteBuffer) -> Bool {
         if body.readableBytes > self.limits.maxClientFrameBodyBytes {
-            self.statsRecorder.drop("outboundTooLarge")
+            self.statsRecorder.drop(.outboundTooLarge)
             return false
         }
         return true

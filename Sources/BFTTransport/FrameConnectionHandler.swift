@@ -135,23 +135,24 @@ struct ConnectionErrorReporter: Sendable {
     let throttle: LogThrottle
 
     func report(_ error: Error, connection: ConnectionID, remote: String, role: String) {
-        let label: String
+        let reason: ConnectionCloseReason
         let level: Logger.Level
         switch error {
         case let closed as SessionClosed:
-            label = "session_" + closed.reason
+            reason = .session(closed.reason)
             level = .notice
         case let frameError as FrameError:
-            label = frameError.reasonLabel
+            reason = .frame(frameError)
             level = .notice
         case is ByteToMessageDecoderError.PayloadTooLargeError:
-            label = "bufferLimit"
+            reason = .bufferLimit
             level = .notice
         default:
-            label = "io"
+            reason = .io
             level = .debug
         }
-        self.stats.closed(label)
+        let label = reason.label
+        self.stats.closed(reason)
         self.throttle.log(
             self.logger,
             level: level,

@@ -46,7 +46,7 @@ final class OutboundFrameQueue: @unchecked Sendable {
         var channel: Channel?
         var drainScheduled = false
         /// Set once by `close`; later frames are dropped under this reason.
-        var closedReason: String?
+        var closedReason: TransportDropReason?
         /// Client queues: bytes handed to the channel whose write has not completed.
         var writing = 0
     }
@@ -64,7 +64,7 @@ final class OutboundFrameQueue: @unchecked Sendable {
     /// oldest frames when full. A client queue (`clientBudget` given) keeps
     /// `maxOutboundQueuedBytesPerClientConnection` counting bytes not yet written to the
     /// socket, reserves every byte from `clientBudget` (dropping the frame as
-    /// `clientOutboundBudget` when it is spent) and calls `onOverflow` when a frame does not fit
+    /// `client_outbound_budget` when it is spent) and calls `onOverflow` when a frame does not fit
     /// its own limit: that client is not reading, so the caller closes it.
     init(limits: WireLimits, stats: StatsRecorder, clientBudget: OutboundBudget? = nil,
          onOverflow: (@Sendable () -> Void)? = nil) {
@@ -82,7 +82,7 @@ final class OutboundFrameQueue: @unchecked Sendable {
     func enqueue(_ frame: ByteBuffer) -> Bool {
         let size = frame.readableBytes
         var droppedOld = 0
-        var rejection: String?
+        var rejection: TransportDropReason?
         var overflow = false
         let scheduleOn: Channel? = self.state.withLock { s in
             if let reason = s.closedReason {
@@ -90,17 +90,17 @@ final class OutboundFrameQueue: @unchecked Sendable {
                 return nil
             }
             if size > self.maxBytes {
-                rejection = "outboundTooLarge"
+                rejection = .outboundTooLarge
                 return nil
             }
             if let budget = self.clientBudget {
                 if s.frames.count >= self.maxFrames || s.bytes + s.writing + size > self.maxBytes {
-                    rejection = "clientOutboundQueueFull"
+                    rejection = .clientOutboundQueueFull
                     overflow = true
                     return nil
                 }
                 if !budget.reserve(size) {
-                    rejection = "clientOutboundBudget"
+                    rejection = .clientOutboundBudget
                     return nil
                 }
             }
@@ -120,7 +120,7 @@ final class OutboundFrameQueue: @unchecked Sendable {
         if droppedOld > 0 {
             self.stats.update {
                 $0.droppedOutbound += droppedOld
-                $0.droppedByReason["outboundQueueFull", default: 0] += droppedOld
+                $0.droppedByReason[TransportDropReason.outboundQueueFull.label, default: 0] += droppedOld
             }
         }
         if let rejection {
@@ -160,7 +160,7 @@ final class OutboundFrameQueue: @unchecked Sendable {
 
     /// Discards everything and refuses further frames; the discarded frames are counted under
     /// `reason`.
-    func close(countingAs reason: String) {
+    func close(countingAs reason: TransportDropReason) {
         let (discarded, freed): (Int, Int) = self.state.withLock { s in
             if s.closedReason != nil { return (0, 0) }
             s.closedReason = reason

@@ -122,7 +122,7 @@ final class PeerLink: @unchecked Sendable {
             self.isShutdown = true
             self.retry?.cancel()
             self.retry = nil
-            self.queue.close(countingAs: "shutdown")
+            self.queue.close(countingAs: .shutdown)
             guard let channel = self.channel else { return self.eventLoop.makeSucceededVoidFuture() }
             return channel.close().recover { _ in }
         }

@@ -29,27 +29,6 @@ public struct InboundFrame: Sendable {
     }
 }
 
-/// Why `start()` failed.
-public enum TransportError: Error, Equatable, CustomStringConvertible {
-    case addressInUse(host: String, port: Int)
-    case bindFailed(host: String, port: Int, reason: String)
-    case alreadyStarted
-    case shutDown
-
-    public var description: String {
-        switch self {
-        case .addressInUse(let host, let port):
-            return "cannot listen on \(host):\(port): address already in use (is another replica running?)"
-        case .bindFailed(let host, let port, let reason):
-            return "cannot listen on \(host):\(port): \(reason)"
-        case .alreadyStarted:
-            return "transport already started"
-        case .shutDown:
-            return "transport was shut down"
-        }
-    }
-}
-
 /// Moves opaque framed messages between replicas and to/from clients.
 ///
 /// Topology: every replica dials every other replica and *sends* only on the connections it
@@ -177,7 +156,7 @@ public final class Transport: @unchecked Sendable {
                                 $0.outboundConnectionsOpen += 1
                             }
                         },
-                        onFrame: { _ in stats.drop("unexpectedFrameOnOutbound") },
+                        onFrame: { _ in stats.drop(.unexpectedFrameOnOutbound) },
                         onError: { error in
                             reporter.report(error, connection: connection, remote: "\(address)", role: "outbound")
                         },
@@ -235,13 +214,13 @@ public final class Transport: @unchecked Sendable {
 
     /// Binds the listener (blocking until bound) and starts dialling peers.
     /// Must not be called on an event loop thread.
-    /// - Throws: `TransportError.addressInUse` if the port is taken, `.bindFailed` otherwise.
+    /// - Throws: `ListenerError.addressInUse` if the port is taken, `.bindFailed` otherwise.
     public func start() throws {
         try self.state.withLock { s in
             switch s.phase {
             case .idle: s.phase = .started
-            case .started: throw TransportError.alreadyStarted
-            case .shutDown: throw TransportError.shutDown
+            case .started: throw ListenerError.alreadyStarted(.transport)
+            case .shutDown: throw ListenerError.shutDown(.transport)
             }
         }
         let server: Channel
@@ -260,10 +239,7 @@ public final class Transport: @unchecked Sendable {
                 .wait()
         } catch {
             self.state.withLock { $0.phase = .idle }
-            if let io = error as? IOError, io.errnoCode == EADDRINUSE {
-                throw TransportError.addressInUse(host: self.listenHost, port: self.listenPort)
-            }
-            throw TransportError.bindFailed(host: self.listenHost, port: self.listenPort, reason: "\(error)")
+            throw ListenerError.binding(.transport, host: self.listenHost, port: self.listenPort, failedWith: error)
         }
         let closeNow: Bool = self.state.withLock { s in
             if s.phase == .shutDown { return true }
@@ -272,7 +248,7 @@ public final class Transport: @unchecked Sendable {
         }
         if closeNow {
             server.close(promise: nil)
-            throw TransportError.shutDown
+            throw ListenerError.shutDown(.transport)
         }
         self.logger.info(
             "transport listening",
@@ -319,7 +295,7 @@ public final class Transport: @unchecked Sendable {
     /// is unreachable are kept (bounded, oldest dropped first) and sent after reconnecting.
     public func send(toReplica id: Int, kind: UInt8, body: ByteBuffer) {
         guard let link = self.links[id] else {
-            self.statsRecorder.drop("unknownReplica")
+            self.statsRecorder.drop(.unknownReplica)
             return
         }
         guard self.checkOutbound(kind: kind, body: body) else { return }
@@ -334,10 +310,10 @@ public final class Transport: @unchecked Sendable {
     }
 
     /// Queues a frame on an accepted connection (replies to clients). Dropped and counted as
-    /// `unknownConnection` if that connection is gone.
+    /// `unknown_connection` if that connection is gone.
     public func send(toConnection id: ConnectionID, kind: UInt8, body: ByteBuffer) {
         guard let queue = self.state.withLock({ $0.inbound[id]?.queue }) else {
-            self.statsRecorder.drop("unknownConnection")
+            self.statsRecorder.drop(.unknownConnection)
             return
         }
         guard self.checkOutbound(kind: kind, body: body) else { return }
@@ -349,26 +325,26 @@ public final class Transport: @unchecked Sendable {
     /// connection and lose the frames queued behind it.
     private func checkOutbound(kind: UInt8, body: ByteBuffer) -> Bool {
         if self.state.withLock({ $0.phase == .shutDown }) {
-            self.statsRecorder.drop("shutdown")
+            self.statsRecorder.drop(.shutdown)
             return false
         }
         if !self.rules.knownKinds.contains(kind) {
-            self.statsRecorder.drop("unknownKind")
+            self.statsRecorder.drop(.unknownKind)
             self.throttle.log(
                 self.logger,
                 level: .warning,
-                label: "outboundUnknownKind",
+                label: "outbound_unknown_kind",
                 "refusing to send a frame of a kind peers would reject",
                 metadata: ["kind": "\(kind)"]
             )
             return false
         }
         if body.readableBytes > self.rules.maxBodyBytes(for: kind) {
-            self.statsRecorder.drop("outboundTooLarge")
+            self.statsRecorder.drop(.outboundTooLarge)
             self.throttle.log(
                 self.logger,
                 level: .warning,
-                label: "outboundTooLarge",
+                label: TransportDropReason.outboundTooLarge.label,
                 "refusing to send an over-limit frame",
                 metadata: ["kind": "\(kind)", "bytes": "\(body.readableBytes)"]
             )
@@ -396,11 +372,11 @@ public final class Transport: @unchecked Sendable {
         }
         self.statsRecorder.penalty(reason)
         if let (channel, remote) = toClose {
-            self.statsRecorder.closed("penalties")
+            self.statsRecorder.closed(.penalties)
             self.throttle.log(
                 self.logger,
                 level: .notice,
-                label: "penalties",
+                label: ConnectionCloseReason.penalties.label,
                 "closing connection after repeated malformed frames",
                 metadata: ["connection": "\(id)", "remote": "\(remote)", "lastReason": "\(reason)"]
             )
@@ -408,10 +384,11 @@ public final class Transport: @unchecked Sendable {
         }
     }
 
-    /// Closes an accepted connection on request of a higher layer.
+    /// Closes an accepted connection on request of a higher layer; counted as
+    /// `disconnect_` + the first word of `reason` (`ConnectionCloseReason.disconnect`).
     public func disconnect(_ id: ConnectionID, reason: String) {
         guard let channel = self.state.withLock({ $0.inbound[id]?.channel }) else { return }
-        self.statsRecorder.closed("disconnect:" + StatsRecorder.label(reason))
+        self.statsRecorder.closed(.disconnect(reason))
         self.logger.info("disconnecting", metadata: ["connection": "\(id)", "reason": "\(reason)"])
         channel.close(promise: nil)
     }
@@ -459,8 +436,8 @@ public final class Transport: @unchecked Sendable {
         let logger = self.logger
         let queue = OutboundFrameQueue(limits: self.limits, stats: self.statsRecorder, clientBudget: self.clientBudget) {
             guard overflowed.withLock({ o in defer { o = true }; return !o }) else { return }
-            closeStats.closed("clientOutboundQueueFull")
-            throttle.log(logger, level: .notice, label: "clientOutboundQueueFull",
+            closeStats.closed(.clientOutboundQueueFull)
+            throttle.log(logger, level: .notice, label: ConnectionCloseReason.clientOutboundQueueFull.label,
                          "closing client connection that does not read its replies", metadata: ["remote": "\(remote)"])
             channel.close(promise: nil)
         }
@@ -473,11 +450,11 @@ public final class Transport: @unchecked Sendable {
         }
         guard let id else {
             self.statsRecorder.update { $0.connectionsRejected += 1 }
-            self.statsRecorder.closed("tooManyConnections")
+            self.statsRecorder.closed(.tooManyConnections)
             self.throttle.log(
                 self.logger,
                 level: .warning,
-                label: "tooManyConnections",
+                label: ConnectionCloseReason.tooManyConnections.label,
                 "refusing inbound connection: connection limit reached",
                 metadata: ["remote": "\(remote)", "limit": "\(self.limits.maxInboundConnections)"]
             )
@@ -514,7 +491,7 @@ public final class Transport: @unchecked Sendable {
                     $0.connectionsOpen -= 1
                     $0.inboundConnectionsOpen -= 1
                 }
-                if heldAtClose { stats.drop("heldAtClose") }
+                if heldAtClose { stats.drop(.heldAtClose) }
                 self?.inboundClosed(id)
             }
         )
@@ -572,6 +549,6 @@ public final class Transport: @unchecked Sendable {
             return record
         }
         self.flow.unregister(id)
-        record?.queue.close(countingAs: "connectionClosed")
+        record?.queue.close(countingAs: .connectionClosed)
     }
 }

@@ -17,12 +17,11 @@ public struct TransportStats: Sendable, Equatable {
     public var flushes = 0
     /// Frames dropped because an outbound queue was full (oldest first).
     public var droppedOutbound = 0
-    /// Every dropped frame by reason (`outboundQueueFull`, `unknownReplica`,
-    /// `unknownConnection`, `unknownKind`, `outboundTooLarge`, `shutdown`, `connectionClosed`,
-    /// `unexpectedFrameOnOutbound`, `heldAtClose`).
+    /// Every dropped frame, by `TransportDropReason.label` (`outbound_queue_full`, …). Keyed
+    /// by the label so the node can fold it into its metric as it is.
     public var droppedByReason: [String: Int] = [:]
-    /// Connections we closed (or saw fail), by reason: a `FrameError.reasonLabel`,
-    /// `penalties`, `disconnect:<reason>`, `io`, `bufferLimit`, `tooManyConnections`.
+    /// Connections we closed (or saw fail), by `ConnectionCloseReason.label` (`bad_magic`,
+    /// `session_handshake_timeout`, `penalties`, `disconnect_<reason>`, `io`, …).
     public var closedByReason: [String: Int] = [:]
     /// Penalties reported via `penalize`, by reason label (first word of the reason).
     public var penaltiesByReason: [String: Int] = [:]
@@ -59,14 +58,15 @@ final class StatsRecorder: @unchecked Sendable {
         self.box.withLock { body(&$0) }
     }
 
-    func drop(_ reason: String, count: Int = 1) {
+    func drop(_ reason: TransportDropReason, count: Int = 1) {
         guard count > 0 else { return }
-        self.box.withLock { $0.droppedByReason[reason, default: 0] += count }
+        self.box.withLock { $0.droppedByReason[reason.label, default: 0] += count }
     }
 
-    func closed(_ reason: String) {
+    func closed(_ reason: ConnectionCloseReason) {
+        let key = reason.label
         self.box.withLock { s in
-            Self.bump(&s.closedByReason, reason)
+            Self.bump(&s.closedByReason, key)
         }
     }
 

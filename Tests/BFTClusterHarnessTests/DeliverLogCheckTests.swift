@@ -1,22 +1,21 @@
 import BFTClusterHarness
+import BFTConfig
 import BFTCore
 import BFTCrypto
-import BFTNode
 import Foundation
 import Testing
 
-/// Lines exactly as bft-node's DeliverLog writes them, so the harness's reader is pinned to the
-/// writer's format.
+/// Lines exactly as bft-node's DeliverLog writes them (`DeliverLogEntry.line`).
 private func lines(_ indices: [UInt64], view: (UInt64) -> ViewNum = { _ in 0 },
                    digest: (UInt64) -> String = { "request \($0)" }, timestamp: (UInt64) -> UInt64 = { 16 + $0 }) -> String {
     indices.map { i in
-        DeliverLog.line(for: DeliverLogEntry(index: i, seq: i + 2, view: view(i), client: ClientID(i % 3),
-                                             timestamp: timestamp(i), digest: SHA256.hash(Array(digest(i).utf8))))
+        DeliverLogEntry(index: i, seq: i + 2, view: view(i), client: ClientID(i % 3),
+                        timestamp: timestamp(i), digest: SHA256.hash(Array(digest(i).utf8))).line
     }.joined()
 }
 
 private func log(_ name: String, _ text: String, transferred: Bool = false, stopped: Bool = false) throws -> DeliverLogCheck.Log {
-    DeliverLogCheck.Log(name: name, entries: try DeliverLogCheck.parse(Data(text.utf8), name: name),
+    DeliverLogCheck.Log(name: name, entries: try DeliverLogEntry.parse(Data(text.utf8), name: name),
                         stateTransferred: transferred, stopped: stopped)
 }
 
@@ -98,12 +97,31 @@ struct DeliverLogCheckTests {
 
     @Test("malformed lines are reported with file and line")
     func malformed() {
-        #expect(throws: HarnessError.self) { try DeliverLogCheck.parse(Data("{\"index\":1}\n".utf8), name: "x") }
+        #expect(throws: DeliverLogError.malformedLine(path: "x", line: 1, reason: "missing key \"seq\"")) {
+            try DeliverLogEntry.parse(Data("{\"index\":1}\n".utf8), name: "x")
+        }
         do {
-            _ = try DeliverLogCheck.parse(Data((lines([1]) + "garbage\n").utf8), name: "x.log")
+            _ = try DeliverLogEntry.parse(Data((lines([1]) + "garbage\n").utf8), name: "x.log")
             Issue.record("parsed garbage")
         } catch {
             #expect(error.description.hasPrefix("x.log:2: not a deliver-log entry"))
+        }
+    }
+
+    @Test("check-logs loads a replica's log with the node's reader: a malformed line in the file stops it")
+    func loadRefusesAMalformedFile() throws {
+        let dir = NSTemporaryDirectory() + "bft-checklogs-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try (lines([1, 2]) + "{\"index\":3}\n" + lines([4])).write(toFile: dir + "/deliver.log", atomically: true, encoding: .utf8)
+        #expect(throws: DeliverLogError.malformedLine(path: dir + "/deliver.log", line: 3, reason: "missing key \"seq\"")) {
+            try DeliverLogCheck.load(dir)
+        }
+        try lines([1, 2]).write(toFile: dir + "/deliver.log", atomically: true, encoding: .utf8)
+        let loaded = try DeliverLogCheck.load(dir)
+        #expect(loaded.entries.map(\.index) == [1, 2] && !loaded.stateTransferred)
+        #expect(throws: DeliverLogError.cannotRead(path: dir + "/none.log", reason: "no such file")) {
+            try DeliverLogCheck.load(dir + "/none.log")
         }
     }
 }

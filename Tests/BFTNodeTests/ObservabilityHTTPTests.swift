@@ -152,14 +152,14 @@ struct ObservabilityHTTPTests {
     @Test func servesMetricsInPrometheusTextFormat() async throws {
         let metrics = NodeMetrics()
         metrics.requestReceived(count: 3)
-        metrics.messageDropped(reason: "badSignature")
+        metrics.messageDropped(reason: "bad_signature")
         let (server, group, port) = try ObsHTTP.makeServer(metrics: metrics)
         let r = try await ObsHTTP.request(group, port: port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         #expect(r.status == 200)
         #expect(r.headers["content-type"]?.hasPrefix("text/plain; version=0.0.4") == true)
         let families = try PromText.parse(r.bodyText)
         #expect(PromText.value(families, "bft_requests_received_total") == 3)
-        #expect(PromText.value(families, "bft_messages_dropped_total", ["reason": "badSignature"]) == 1)
+        #expect(PromText.value(families, "bft_messages_dropped_total", ["reason": "bad_signature"]) == 1)
         // A query string does not change the route.
         let q = try await ObsHTTP.request(group, port: port, "GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n")
         #expect(q.status == 200)
@@ -414,16 +414,16 @@ struct ObservabilityHTTPTests {
         let other = StatusHTTPServer(
             host: "127.0.0.1", port: port, group: group, metrics: NodeMetrics(),
             status: { [] }, logger: ObsHTTP.logger)
-        #expect(throws: StatusHTTPServerError.addressInUse(host: "127.0.0.1", port: port)) { try other.start() }
-        #expect("\(StatusHTTPServerError.addressInUse(host: "127.0.0.1", port: port))".contains("address already in use"))
-        #expect(throws: StatusHTTPServerError.alreadyStarted) { try server.start() }
+        #expect(throws: ListenerError.addressInUse(.statusHTTP, host: "127.0.0.1", port: port)) { try other.start() }
+        #expect("\(ListenerError.addressInUse(.statusHTTP, host: "127.0.0.1", port: port))".contains("address already in use"))
+        #expect(throws: ListenerError.alreadyStarted(.statusHTTP)) { try server.start() }
         let c = try await ObsHTTP.Client.connect(group, port: port)
         #expect(await ObsHTTP.within { server.stats().open == 1 })
         server.shutdown()
         server.shutdown()  // idempotent
         #expect(await ObsHTTP.within { c.isClosed })
         #expect(server.boundPort == nil)
-        #expect(throws: StatusHTTPServerError.shutDown) { try server.start() }
+        #expect(throws: ListenerError.shutDown(.statusHTTP)) { try server.start() }
         try await group.shutdownGracefully()
     }
 }

@@ -312,8 +312,8 @@ struct ObservabilityMetricsTests {
         m.stateTransferred()
         m.checkpointStable()
         m.equivocationDetected()
-        m.messageDropped(reason: "badSignature")
-        m.messageDropped(reason: "badSignature", count: 2)
+        m.messageDropped(reason: "bad_signature")
+        m.messageDropped(reason: "bad_signature", count: 2)
         m.messageDropped(reason: "stale", count: 0)  // ignored
         m.prePrepareToPrepared(.milliseconds(3))
         m.prePrepareToCommitted(TimeAmount.milliseconds(20))
@@ -344,7 +344,7 @@ struct ObservabilityMetricsTests {
         #expect(v("bft_state_transfers_total") == 1)
         #expect(v("bft_checkpoints_stable_total") == 1)
         #expect(v("bft_equivocation_proofs") == 1)
-        #expect(v("bft_messages_dropped_total", ["reason": "badSignature"]) == 3)
+        #expect(v("bft_messages_dropped_total", ["reason": "bad_signature"]) == 3)
         #expect(v("bft_messages_dropped_total", ["reason": "stale"]) == nil)
         #expect(v("bft_preprepare_to_prepared_seconds_bucket", ["le": "0.0025"]) == 0)
         #expect(v("bft_preprepare_to_prepared_seconds_bucket", ["le": "0.005"]) == 1)
@@ -408,16 +408,16 @@ struct ObservabilityMetricsTests {
 
     @Test func cumulativeDropTotalsAddOnlyTheGrowth() throws {
         let m = NodeMetrics()
-        m.recordDropTotals(["outboundQueueFull": 3, "shutdown": 0], labelPrefix: "transport_")
-        m.recordDropTotals(["outboundQueueFull": 5, "shutdown": 1], labelPrefix: "transport_")
-        m.recordDropTotals(["outboundQueueFull": 5, "shutdown": 1], labelPrefix: "transport_")
-        m.recordDropTotals(["outboundQueueFull": 2], labelPrefix: "transport_")  // source reset: new baseline
-        m.recordDropTotals(["outboundQueueFull": 4], labelPrefix: "transport_")
-        m.recordDropTotals(["outboundQueueFull": 1])  // different prefix, different series
+        m.recordDropTotals(["outbound_queue_full": 3, "shutdown": 0], labelPrefix: "transport_")
+        m.recordDropTotals(["outbound_queue_full": 5, "shutdown": 1], labelPrefix: "transport_")
+        m.recordDropTotals(["outbound_queue_full": 5, "shutdown": 1], labelPrefix: "transport_")
+        m.recordDropTotals(["outbound_queue_full": 2], labelPrefix: "transport_")  // source reset: new baseline
+        m.recordDropTotals(["outbound_queue_full": 4], labelPrefix: "transport_")
+        m.recordDropTotals(["outbound_queue_full": 1])  // different prefix, different series
         let f = try PromText.parse(m.exposition())
-        #expect(PromText.value(f, "bft_messages_dropped_total", ["reason": "transport_outboundQueueFull"]) == 7)
+        #expect(PromText.value(f, "bft_messages_dropped_total", ["reason": "transport_outbound_queue_full"]) == 7)
         #expect(PromText.value(f, "bft_messages_dropped_total", ["reason": "transport_shutdown"]) == 1)
-        #expect(PromText.value(f, "bft_messages_dropped_total", ["reason": "outboundQueueFull"]) == 1)
+        #expect(PromText.value(f, "bft_messages_dropped_total", ["reason": "outbound_queue_full"]) == 1)
     }
 
     @Test func nodesInOneProcessDoNotShareSeries() throws {

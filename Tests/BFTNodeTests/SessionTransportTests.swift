@@ -135,7 +135,7 @@ struct SessionTransportTests {
     @Test("a wrong cluster id closes the connection (the frame header carries it, and the handshake prologue binds it)")
     func wrongClusterIsRefused() async throws {
         let keys = Keys()
-        try await refused(clientSetup: keys.setup(.client(0), cluster: Self.clusterID + 1), reason: "wrongCluster")
+        try await refused(clientSetup: keys.setup(.client(0), cluster: Self.clusterID + 1), reason: "wrong_cluster")
     }
 
     @Test("a principal not in the cluster closes the connection")
@@ -169,8 +169,8 @@ struct SessionTransportTests {
 
     @Test("before authentication only small handshake frames are read: a replica-kind frame, a sealed record and an oversized handshake frame each close the connection")
     func strangersCannotSendFramesBeforeTheHandshake() async throws {
-        try await rawAttack(Self.header(2, 10) + [UInt8](repeating: 0, count: 10), reason: "unknownKind")
-        try await rawAttack(Self.header(SessionFrameKind.sealed, 100), reason: "unknownKind")
+        try await rawAttack(Self.header(2, 10) + [UInt8](repeating: 0, count: 10), reason: "unknown_kind")
+        try await rawAttack(Self.header(SessionFrameKind.sealed, 100), reason: "unknown_kind")
         // A 15 MiB frame announced before authentication is refused on its header, before any body byte is buffered.
         try await rawAttack(Self.header(SessionFrameKind.handshake, 15 * 1024 * 1024), reason: "oversized")
     }

@@ -244,9 +244,9 @@ struct TransportNetworkTests {
         a.transport.send(toReplica: 1, kind: 99, body: body([0]))  // peers would reject the kind
         var s = a.transport.stats()
         #expect(s.droppedOutbound == 7)
-        #expect(s.droppedByReason["outboundQueueFull"] == 7)
-        #expect(s.droppedByReason["unknownReplica"] == 1)
-        #expect(s.droppedByReason["unknownKind"] == 1)
+        #expect(s.droppedByReason["outbound_queue_full"] == 7)
+        #expect(s.droppedByReason["unknown_replica"] == 1)
+        #expect(s.droppedByReason["unknown_kind"] == 1)
 
         let b = Node(port: portB, peers: [:], group: group)
         try b.transport.start()
@@ -270,7 +270,7 @@ struct TransportNetworkTests {
         a.transport.send(toReplica: 1, kind: clientKind, body: body(Array(repeating: 0, count: 11)))
         let s = a.transport.stats()
         #expect(s.droppedOutbound == 3)
-        #expect(s.droppedByReason["outboundTooLarge"] == 2)
+        #expect(s.droppedByReason["outbound_too_large"] == 2)
         try await shutdown([a.transport], group)
         a.transport.send(toReplica: 1, kind: 1, body: body([1]))
         #expect(a.transport.stats().droppedByReason["shutdown"] == 1 + 2)  // 2 still queued at shutdown
@@ -297,12 +297,12 @@ struct TransportNetworkTests {
     /// Each malformed input is sent by a raw socket while a well-behaved peer keeps sending;
     /// only the raw connection is closed, with a counted and logged reason.
     @Test(arguments: [
-        ("badMagic", [UInt8]("GET / HTTP/1.1\r\n\r\n".utf8), false),
+        ("bad_magic", [UInt8]("GET / HTTP/1.1\r\n\r\n".utf8), false),
         ("oversized", Array(Frame.encoded(kind: 1, clusterID: clusterID, body: ByteBuffer()).readableBytesView.prefix(12)) + [0x00, 0x10, 0x00, 0x01], false),
-        ("wrongCluster", Array(Frame.encoded(kind: 1, clusterID: clusterID + 1, body: ByteBuffer(bytes: [1])).readableBytesView), false),
-        ("unknownKind", Array(Frame.encoded(kind: 99, clusterID: clusterID, body: ByteBuffer(bytes: [1])).readableBytesView), false),
-        ("unsupportedVersion", [0x50, 0x42, 0x46, 0x54, 0x02], false),
-        ("nonZeroFlags", [0x50, 0x42, 0x46, 0x54, 0x01, 0x01, 0x80], false),
+        ("wrong_cluster", Array(Frame.encoded(kind: 1, clusterID: clusterID + 1, body: ByteBuffer(bytes: [1])).readableBytesView), false),
+        ("unknown_kind", Array(Frame.encoded(kind: 99, clusterID: clusterID, body: ByteBuffer(bytes: [1])).readableBytesView), false),
+        ("unsupported_version", [0x50, 0x42, 0x46, 0x54, 0x02], false),
+        ("non_zero_flags", [0x50, 0x42, 0x46, 0x54, 0x01, 0x01, 0x80], false),
         ("truncated", Array(Frame.encoded(kind: 1, clusterID: clusterID, body: ByteBuffer(bytes: Array(repeating: 7, count: 100))).readableBytesView.prefix(60)), true),
     ])
     func malformedInputClosesOnlyThatConnection(reason: String, payload: [UInt8], clientCloses: Bool) async throws {
@@ -353,24 +353,24 @@ struct TransportNetworkTests {
         try await raw.writeAndFlush(Frame.encoded(kind: 1, clusterID: clusterID, body: body([1]))).get()
         #expect(await eventually { server.inbox.count == 1 })
         let id = server.inbox.all[0].connection
-        server.transport.penalize(id, reason: "badSignature")
-        server.transport.penalize(id, reason: "badSignature")
+        server.transport.penalize(id, reason: "bad_signature")
+        server.transport.penalize(id, reason: "bad_signature")
         #expect(await stays(for: .milliseconds(50)) { raw.isActive })
         server.transport.penalize(id, reason: "undecodable 3: length 9 exceeds 4")
         #expect(await eventually { !raw.isActive })
         let s = server.transport.stats()
         #expect(s.closedByReason["penalties"] == 1)
-        #expect(s.penaltiesByReason == ["badSignature": 2, "undecodable": 1])
+        #expect(s.penaltiesByReason == ["bad_signature": 2, "undecodable": 1])
         #expect(await eventually { server.transport.inboundConnections.isEmpty })
         server.transport.send(toConnection: id, kind: 1, body: body([1]))
-        #expect(server.transport.stats().droppedByReason["unknownConnection"] == 1)
+        #expect(server.transport.stats().droppedByReason["unknown_connection"] == 1)
 
         let raw2 = try rawConnect(group: group, port: server.transport.boundPort)
         try await raw2.writeAndFlush(Frame.encoded(kind: 1, clusterID: clusterID, body: body([2]))).get()
         #expect(await eventually { server.inbox.count == 2 })
         server.transport.disconnect(server.inbox.all[1].connection, reason: "test (operator request)")
         #expect(await eventually { !raw2.isActive })
-        #expect(server.transport.stats().closedByReason["disconnect:test"] == 1)
+        #expect(server.transport.stats().closedByReason["disconnect_test"] == 1)
         try await shutdown([server.transport], group)
     }
 
@@ -478,7 +478,7 @@ struct TransportNetworkTests {
         #expect(replies.all[2].0 == 1 && replies.all[2].1 == [1, 5])
         #expect(client.connectedCount == 2)
         client.send(toReplica: 0, kind: clientKind, body: body(Array(repeating: 0, count: 64 * 1024 + 1)))
-        #expect(client.stats().droppedByReason["outboundTooLarge"] == 1)
+        #expect(client.stats().droppedByReason["outbound_too_large"] == 1)
 
         try await client.shutdown().get()
         try await shutdown(replicas.map(\.transport), group)
@@ -527,12 +527,12 @@ struct TransportNetworkTests {
         #expect(peak <= limits.maxOutboundQueuedBytesAllClients)
         #expect(peak > limits.maxOutboundQueuedBytesAllClients / 2)
         // What did not fit was dropped and counted by reason.
-        #expect((s.droppedByReason["clientOutboundBudget"] ?? 0) > 12 * 256 / 2)
+        #expect((s.droppedByReason["client_outbound_budget"] ?? 0) > 12 * 256 / 2)
 
         // Peer queues do not draw on the client budget: 3 MiB for an unreachable peer stay queued.
         for _ in 0..<96 { server.transport.send(toReplica: 1, kind: 1, body: body(Array(repeating: 1, count: 32 * 1024))) }
         let after = server.transport.stats()
-        #expect(after.droppedByReason["outboundQueueFull"] == nil)
+        #expect(after.droppedByReason["outbound_queue_full"] == nil)
         #expect(after.droppedOutbound == s.droppedOutbound)
         for c in clients { try? await c.close().get() }
         #expect(await eventually { server.transport.stats().clientOutboundBytes == 0 })
@@ -545,14 +545,14 @@ struct TransportNetworkTests {
         limits.maxOutboundQueuedBytesPerClientConnection = 1024 * 1024
         let (server, silentClient) = try replyFlood(limits, group)
         let greedy = try await silentClient(32)  // 8 MiB of replies, never read
-        #expect(await eventually { server.transport.stats().closedByReason["clientOutboundQueueFull"] == 1 })
-        #expect(server.transport.stats().droppedByReason["clientOutboundQueueFull"] == 1)
+        #expect(await eventually { server.transport.stats().closedByReason["client_outbound_queue_full"] == 1 })
+        #expect(server.transport.stats().droppedByReason["client_outbound_queue_full"] == 1)
         #expect(await eventually { server.transport.stats().clientOutboundBytes == 0 })
         // A well-behaved client on the same server is unaffected.
         let polite = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: server.transport.boundPort).get()
         try await polite.writeAndFlush(Frame.encoded(kind: clientKind, clusterID: clusterID, body: body([1]))).get()
         #expect(await eventually { server.transport.stats().framesOut >= 8 })
-        #expect(server.transport.stats().closedByReason["clientOutboundQueueFull"] == 1)
+        #expect(server.transport.stats().closedByReason["client_outbound_queue_full"] == 1)
         try? await greedy.close().get()
         try? await polite.close().get()
         try await shutdown([server.transport], group)
@@ -563,10 +563,10 @@ struct TransportNetworkTests {
         let a = Node(port: 0, peers: [:], group: group)
         try a.transport.start()
         let b = Node(port: a.transport.boundPort, peers: [:], group: group)
-        #expect(throws: TransportError.addressInUse(host: "127.0.0.1", port: a.transport.boundPort)) {
+        #expect(throws: ListenerError.addressInUse(.transport, host: "127.0.0.1", port: a.transport.boundPort)) {
             try b.transport.start()
         }
-        #expect(throws: TransportError.alreadyStarted) { try a.transport.start() }
+        #expect(throws: ListenerError.alreadyStarted(.transport)) { try a.transport.start() }
         try await shutdown([a.transport, b.transport], group)
     }
 
@@ -581,7 +581,7 @@ struct TransportNetworkTests {
         try await a.transport.shutdown().get()
         #expect(await eventually { b.transport.stats().inboundConnectionsOpen == 0 })
         #expect(a.transport.stats().connectionsOpen == 0)
-        #expect(throws: TransportError.shutDown) { try a.transport.start() }
+        #expect(throws: ListenerError.shutDown(.transport)) { try a.transport.start() }
         try await shutdown([a.transport, b.transport], group)
     }
 

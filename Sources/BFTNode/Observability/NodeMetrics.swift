@@ -305,7 +305,7 @@ public final class NodeMetrics: @unchecked Sendable {
     static let maxTrackedTotals = 1024
 
     private func droppedCounter(for reason: String) -> Counter {
-        let label = Self.reasonLabel(reason)
+        let label = Self.labelValue(reason)
         // Lock order is always ours, then the registry's; the registry never calls back.
         return droppedByReason.withLock { map in
             if let c = map[label] { return c }
@@ -320,7 +320,7 @@ public final class NodeMetrics: @unchecked Sendable {
 
     /// A reason reduced to a label value: characters outside `[A-Za-z0-9_.:-]` become `_`,
     /// at most `maxReasonLength` characters, empty becomes `"unspecified"`.
-    static func reasonLabel(_ reason: String) -> String {
+    static func labelValue(_ reason: String) -> String {
         var out = ""
         out.reserveCapacity(min(reason.utf8.count, Self.maxReasonLength))
         for byte in reason.utf8.prefix(Self.maxReasonLength) {

@@ -1,10 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -15,25 +8,9 @@ import BFTFrameCodec
 import BFTStorage
 import BFTTransport
 
-/// Why `StatusHTTPServer.start()` failed.
-public enum StatusHTTPServerError: Error, Equatable, CustomStringConvertible {
-    case addressInUse(host: String, port: Int)
-    case bindFailed(host: String, port: Int, reason: String)
-    case alreadyStarted
-    case shutDown
-
-    public var description: String {
-        switch self {
-        case .addressInUse(let host, let port):
-            return "cannot serve metrics on \(host):\(port): address already in use (is another node running?)"
-        case .bindFailed(let host, let port, let reason):
-            return "cannot serve metrics on \(host):\(port): \(reason)"
-        case .alreadyStarted:
-            return "status HTTP server already started"
-        case .shutDown:
-            return "status HTTP server was shut down"
-        }
-    }
+extension ListenerRole {
+    /// The node's `/metrics` and `/status` endpoint (`StatusHTTPServer`).
+    public static let statusHTTP = ListenerRole(serving: "serve metrics", name: "status HTTP server")
 }
 
 /// A small read-only HTTP/1.1 endpoint: `GET /metrics` (Prometheus text format) and
@@ -165,13 +142,13 @@ public final class StatusHTTPServer: @unchecked Sendable {
         state.withLock { $0.stats }
     }
 
-    /// Binds and starts serving. Throws `StatusHTTPServerError.addressInUse` if the port is taken.
+    /// Binds and starts serving. Throws `ListenerError.addressInUse` if the port is taken.
     public func start() throws {
         try state.withLock { s in
             switch s.phase {
             case .idle: s.phase = .started
-            case .started: throw StatusHTTPServerError.alreadyStarted
-            case .shutDown: throw StatusHTTPServerError.shutDown
+            case .started: throw ListenerError.alreadyStarted(.statusHTTP)
+            case .shutDown: throw ListenerError.shutDown(.statusHTTP)
             }
         }
         let server: any Channel
@@ -188,10 +165,7 @@ public final class StatusHTTPServer: @unchecked Sendable {
                 .wait()
         } catch {
             state.withLock { $0.phase = .idle }
-            if let io = error as? IOError, io.errnoCode == EADDRINUSE {
-                throw StatusHTTPServerError.addressInUse(host: host, port: port)
-            }
-            throw StatusHTTPServerError.bindFailed(host: host, port: port, reason: "\(error)")
+            throw ListenerError.binding(.statusHTTP, host: host, port: port, failedWith: error)
         }
         let closeNow = state.withLock { s -> Bool in
             if s.phase == .shutDown { return true }
@@ -200,7 +174,7 @@ public final class StatusHTTPServer: @unchecked Sendable {
         }
         if closeNow {
             server.close(promise: nil)
-            throw StatusHTTPServerError.shutDown
+            throw ListenerError.shutDown(.statusHTTP)
         }
         logger.info("metrics and status endpoint listening", metadata: [
             "address": "\(host):\(server.localAddress?.port ?? port)", "paths": "/metrics /status"])

@@ -157,7 +157,7 @@ public final class ReplicaNode: @unchecked Sendable {
             // A missing log is a fresh start; an unreadable or malformed one stops the start:
             // guessing 0 would append every recovered delivery again.
             if FileManager.default.fileExists(atPath: path) {
-                lastLoggedIndex = try DeliverLog.read(path: path).last?.index ?? 0
+                lastLoggedIndex = try DeliverLogEntry.read(path: path).last?.index ?? 0
             }
         }
         guard durability != nil else { return }
