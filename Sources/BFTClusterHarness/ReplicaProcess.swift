@@ -31,6 +31,12 @@ public final class ReplicaProcess: Sendable {
         return false
     }
 
+    /// The process id while the process runs (stopped by SIGSTOP counts as running).
+    public var pid: pid_t? {
+        if case .running(let pid) = phase { return pid }
+        return nil
+    }
+
     /// "up", "exited 3", "killed by signal 9" or "failed to start: …".
     public var stateDescription: String {
         switch phase {
