@@ -42,7 +42,7 @@ struct Up: ParsableCommand {
     @Flag(help: "Print a status block every few seconds instead of redrawing in place.")
     var plain = false
 
-    @Flag(help: "Start no replica; take commands on standard input and answer each with one JSON line (see below).")
+    @Flag(help: "Start no replica; take commands on standard input and answer each with one JSON line (the commands are in the overview).")
     var control = false
 
     func validate() throws {
