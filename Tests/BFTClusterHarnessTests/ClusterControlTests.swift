@@ -57,7 +57,8 @@ struct ClusterControlTests {
         #expect(try C.parse("stop-all") == .stopAll(seconds: 10))
         #expect(try C.parse("stop-all 3") == .stopAll(seconds: 3))
         func reason(_ line: String) -> String? {
-            do { _ = try C.parse(line); return nil } catch { return error.description }
+            guard case .failure(let error) = Result(catching: { () throws(HarnessError) in try C.parse(line) }) else { return nil }
+            return error.description
         }
         #expect(reason("") == "empty command")
         #expect(reason("restart 1")?.hasPrefix("unknown command 'restart'") == true)
