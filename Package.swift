@@ -11,8 +11,9 @@ import PackageDescription
 /// - `BFTCore`: the pure PBFT protocol (no sockets, files, clocks, randomness or tasks) and its canonical wire codec.
 /// - `BFTSim`: deterministic simulator (network faults, crashes, Byzantine wrappers, checkers).
 /// - `BFTNode`: the networked replica (SwiftNIO), applications, configuration, client runtime.
-/// - `BFTClusterHarness`: local replica processes (spawn, SIGTERM, SIGKILL, restart, status.json)
-///   and the deliver-log comparison, shared by bft-cluster, bft-loadgen, the e2e tests and CI.
+/// - `BFTClusterHarness`: local replica processes (spawn, signals, wait, restart, status.json, log
+///   tails), the `bft-cluster --control` line protocol the e2e tests drive them with, and the
+///   deliver-log comparison; shared by bft-cluster, bft-loadgen, the e2e tests and CI.
 let package = Package(
     name: "swift-pbft",
     platforms: [.macOS(.v14)],

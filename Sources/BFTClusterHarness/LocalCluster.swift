@@ -49,9 +49,20 @@ public final class LocalCluster: Sendable {
         for spec in specs { try launch(spec.id) }
     }
 
-    /// Starts replica `id` (again) on its data directory.
-    public func launch(_ id: Int) throws(HarnessError) {
-        guard let spec = specs.first(where: { $0.id == id }) else { throw HarnessError("no replica \(id)") }
+    /// The arguments and environment that make bft-node run replica behaviour `mode`
+    /// (test-only; bft-node refuses `--byzantine` without `BFT_ALLOW_BYZANTINE=1`).
+    public static func byzantineOptions(mode: String) -> (arguments: [String], environment: [String: String]) {
+        (["--byzantine", mode], ["BFT_ALLOW_BYZANTINE": "1"])
+    }
+
+    /// Starts replica `id` (again) on its data directory. `extraArguments` follow its spec's
+    /// arguments and `extraEnvironment` overrides its spec's, for this run only. A replica that
+    /// is still running is refused (two processes on one data directory would corrupt it).
+    public func launch(_ id: Int, extraArguments: [String] = [], extraEnvironment: [String: String] = [:]) throws(HarnessError) {
+        guard let spec = specs.first(where: { $0.id == id }) else {
+            throw HarnessError("no replica \(id) (replicas: \(replicaIDs.map(String.init).joined(separator: " ")))")
+        }
+        if let pid = process(id)?.pid { throw HarnessError("replica \(id) is running (pid \(pid))") }
         let dir = directory(of: id)
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
@@ -59,8 +70,9 @@ public final class LocalCluster: Sendable {
         } catch {
             throw HarnessError("cannot create \(dir): \(error.localizedDescription)")
         }
-        let p = try ReplicaProcess.launch(executable: node, arguments: spec.arguments,
-                                          extraEnvironment: spec.extraEnvironment, logPath: "\(dir)/node.log")
+        let p = try ReplicaProcess.launch(executable: node, arguments: spec.arguments + extraArguments,
+                                          extraEnvironment: spec.extraEnvironment.merging(extraEnvironment) { $1 },
+                                          logPath: logPath(of: id))
         processes.withLock { $0[id] = p }
     }
 
@@ -70,6 +82,15 @@ public final class LocalCluster: Sendable {
 
     /// No replica is running (all exited by themselves, were stopped, or never started).
     public var allExited: Bool { replicaIDs.allSatisfy { !isRunning($0) } }
+
+    /// Sends `signal` to replica `id` if it is running; returns whether it was sent.
+    @discardableResult
+    public func send(_ signal: Int32, to id: Int) -> Bool { process(id)?.send(signal) ?? false }
+
+    /// Waits until replica `id` has exited (true at once if it never started); false when
+    /// `timeout` seconds passed first.
+    @discardableResult
+    public func waitUntilExit(_ id: Int, timeout: Double) -> Bool { process(id)?.waitUntilExit(timeout: timeout) ?? true }
 
     /// SIGKILL: no shutdown code runs, as in a crash. Returns once the process is gone.
     public func kill(_ id: Int) {
@@ -87,20 +108,60 @@ public final class LocalCluster: Sendable {
 
     /// Starts a stopped or killed replica again on its data directory (it recovers from its
     /// write-ahead log). Its old `status.json` is removed first, so a status read after this
-    /// is the restarted process's.
-    public func restart(_ id: Int) throws(HarnessError) {
+    /// is the restarted process's. The extras are `launch`'s.
+    public func restart(_ id: Int, extraArguments: [String] = [], extraEnvironment: [String: String] = [:]) throws(HarnessError) {
+        if let pid = process(id)?.pid { throw HarnessError("replica \(id) is running (pid \(pid))") }
         try? FileManager.default.removeItem(atPath: "\(directory(of: id))/status.json")
-        try launch(id)
+        try launch(id, extraArguments: extraArguments, extraEnvironment: extraEnvironment)
     }
 
     /// SIGTERM to every replica, up to `timeout` seconds for all of them to exit, then SIGKILL.
+    /// A replica stopped by SIGSTOP gets SIGCONT first, so it can shut down instead of waiting
+    /// out the timeout for its SIGKILL.
     public func stop(timeout: Double = 10) {
         let all = processes.withLock { Array($0.values) }
-        for p in all { p.send(SIGTERM) }
+        for p in all {
+            p.send(SIGCONT)
+            p.send(SIGTERM)
+        }
         let deadline = Date().addingTimeInterval(timeout)
         for p in all where !p.waitUntilExit(timeout: max(0, deadline.timeIntervalSinceNow)) {
             p.send(SIGKILL)
             p.waitUntilExit()
+        }
+    }
+
+    /// `DATA/replica-<id>/node.log`: the replica's standard output and error, appended across restarts.
+    public func logPath(of id: Int) -> String { "\(directory(of: id))/node.log" }
+
+    /// The last `lines` lines of replica `id`'s `node.log` (fewer if it has fewer); nil when
+    /// there is no log. Reads only the end of the file, however large it grew.
+    public func logTail(of id: Int, lines: Int = 20) -> String? {
+        guard let handle = FileHandle(forReadingAtPath: logPath(of: id)) else { return nil }
+        defer { try? handle.close() }
+        guard lines > 0, let size = try? handle.seekToEnd(), size > 0 else { return "" }
+        var window: UInt64 = 64 * 1024
+        while true {
+            let start = size > window ? size - window : 0
+            guard (try? handle.seek(toOffset: start)) != nil, let data = try? handle.readToEnd() else { return nil }
+            var cut = data[...]
+            if cut.last == UInt8(ascii: "\n") { cut = cut.dropLast() }
+            // The first line of a window that does not start the file may be partial.
+            let newlines = cut.reduce(0) { $1 == UInt8(ascii: "\n") ? $0 + 1 : $0 }
+            if newlines >= lines || start == 0 {
+                var kept = 0
+                var from = cut.endIndex
+                while from > cut.startIndex {
+                    let before = cut.index(before: from)
+                    if cut[before] == UInt8(ascii: "\n") {
+                        kept += 1
+                        if kept == lines { break }
+                    }
+                    from = before
+                }
+                return String(decoding: data[from...], as: UTF8.self)
+            }
+            window *= 4
         }
     }
 

@@ -19,8 +19,9 @@ enum SpawnedCluster {
             var extra = ["--fsync", fsync, "--status-interval-ms", "\(statusIntervalMs)"]
             var env: [String: String] = [:]
             if let byzantine, byzantine.id == r.id {
-                extra += ["--byzantine", byzantine.mode.rawValue]
-                env["BFT_ALLOW_BYZANTINE"] = "1"
+                let options = LocalCluster.byzantineOptions(mode: byzantine.mode.rawValue)
+                extra += options.arguments
+                env = options.environment
             }
             return LocalCluster.ReplicaSpec(id: r.id, arguments: LocalCluster.nodeArguments(
                 configPath: configPath, id: r.id, dataDirectory: "\(data)/replica-\(r.id)", app: "kv", extra: extra),

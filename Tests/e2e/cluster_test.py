@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Multi-process tests of the real binaries: 4 `bft-node` processes on 127.0.0.1.
 
-Each test makes a fresh cluster with `bft-keygen` on free ports, starts the replicas, drives
-them with `bft-client` processes, and compares the replicas' deliver logs. All traffic stays on
+Each test makes a fresh cluster with `bft-keygen` on free ports, starts, signals and restarts
+the replicas through one `bft-cluster up --control` child (the cluster harness the tools share),
+drives them with `bft-client` processes, and compares the replicas' deliver logs with
+`bft-cluster check-logs`. All traffic stays on
 loopback; every wait is bounded. Usage: cluster_test.py --bin .build/debug [-k NAME]
 Ends with the line 'N passed, M failed'.
 """
@@ -10,6 +12,7 @@ import argparse
 import json
 import os
 import random
+import select
 import shutil
 import signal
 import socket
@@ -38,7 +41,36 @@ def free_base_port(count=4):
     raise RuntimeError("no free ports")
 
 
+class Replica:
+    """What a test asks of one replica's process, answered by bft-cluster: poll() is None while it
+    runs (also when stopped by SIGSTOP), else its returncode: the exit code, or -N when signal N
+    ended it (as subprocess reports it)."""
+
+    def __init__(self, cluster, i):
+        self.cluster = cluster
+        self.i = i
+
+    def poll(self):
+        r = self.cluster.command(f"status {self.i}")
+        if r.get("state") == "running":
+            return None
+        if r.get("state") == "exited":
+            return r["exit"]
+        if r.get("state") == "signaled":
+            return -r["signal"]
+        raise RuntimeError(f"replica {self.i}: unexpected process state {r}")
+
+    @property
+    def returncode(self):
+        return self.poll()
+
+
 class Cluster:
+    """Keys for a fresh cluster on free ports, and its replicas run by one `bft-cluster up
+    --control` child (the shared harness starts, signals, waits for and stops the `bft-node`
+    processes, and reads their status and log tails); the tests only send it commands. Clients
+    are `bft-client` processes of the test's own."""
+
     def __init__(self, bin_dir, root, n=4, clients=4, app="kv", extra_protocol=None):
         self.bin = bin_dir
         self.root = root
@@ -58,6 +90,48 @@ class Cluster:
         self.procs = {}
         mbase = free_base_port(n)
         self.metrics_ports = {i: mbase + i for i in range(n)}
+        # The replicas inherit bft-cluster's environment: the partition injector's file.
+        env = dict(os.environ)
+        env["BFT_TEST_PARTITION_FILE"] = os.path.join(self.root, "partition")
+        self.control_log = os.path.join(root, "bft-cluster.log")
+        with open(self.control_log, "ab") as log:
+            self.control = subprocess.Popen([self.exe("bft-cluster"), "up", "--keys", self.keys, "--data", root,
+                                             "--app", app, "--control"],
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, bufsize=0)
+        self.answers = b""
+
+    def command(self, line, timeout=30):
+        """Sends one control command to bft-cluster and returns its one-line JSON answer as a dict."""
+        try:
+            self.control.stdin.write((line + "\n").encode())
+        except (BrokenPipeError, ValueError):
+            raise RuntimeError(f"bft-cluster is gone (sending '{line}'): {self.control_tail()}")
+        fd = self.control.stdout.fileno()
+        deadline = time.time() + timeout
+        while b"\n" not in self.answers:
+            left = deadline - time.time()
+            if left <= 0:
+                raise TimeoutError(f"bft-cluster did not answer '{line}' within {timeout}s")
+            if select.select([fd], [], [], left)[0]:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    raise RuntimeError(f"bft-cluster exited (sending '{line}'): {self.control_tail()}")
+                self.answers += chunk
+        answer, self.answers = self.answers.split(b"\n", 1)
+        return json.loads(answer)
+
+    def ok(self, line, timeout=30):
+        """command(), and an AssertionError with bft-cluster's reason when it did not succeed."""
+        r = self.command(line, timeout)
+        assert r.get("ok"), f"bft-cluster '{line}': {r.get('error')} ({r})"
+        return r
+
+    def control_tail(self):
+        try:
+            with open(self.control_log, errors="replace") as f:
+                return f.read()[-2000:] or "(nothing on its standard error)"
+        except OSError:
+            return "(no log)"
 
     def scrape(self, i, path="/metrics"):
         import urllib.request
@@ -74,18 +148,10 @@ class Cluster:
         return os.path.join(self.data(i), "deliver.log")
 
     def start(self, i, byzantine=None):
-        os.makedirs(self.data(i), exist_ok=True)
-        log = open(os.path.join(self.data(i), "node.log"), "ab")
-        args = [self.exe("bft-node"), "--config", self.config, "--id", str(i), "--key",
-                os.path.join(self.keys, f"replica-{i}.pem"), "--data", self.data(i), "--app", self.app,
-                "--deliver-log", self.deliver_log(i), "--log-level", "info",
-                "--metrics", f"127.0.0.1:{self.metrics_ports[i]}"]
-        env = dict(os.environ)
-        env["BFT_TEST_PARTITION_FILE"] = os.path.join(self.root, "partition")
-        if byzantine:
-            args += ["--byzantine", byzantine]
-            env["BFT_ALLOW_BYZANTINE"] = "1"
-        self.procs[i] = subprocess.Popen(args, stdout=log, stderr=log, env=env)
+        """Starts (or restarts) replica i; its output goes to DATA/replica-i/node.log."""
+        self.ok(f"start {i}" + (f" --byzantine {byzantine}" if byzantine else "") +
+                f" --log-level info --metrics 127.0.0.1:{self.metrics_ports[i]}")
+        self.procs[i] = Replica(self, i)
 
     def start_all(self, byzantine=None):
         """byzantine: optional (replica, mode)."""
@@ -96,34 +162,39 @@ class Cluster:
             assert p.poll() is None, f"replica {i} exited at start: {self.tail(i)}"
 
     def kill(self, i, sig=signal.SIGKILL):
-        self.procs[i].send_signal(sig)
+        """Sends `sig`; for SIGKILL and SIGTERM, returns once the replica has exited (10 s at most)."""
+        self.ok(f"kill {i} {signal.Signals(sig).name}")
         if sig in (signal.SIGKILL, signal.SIGTERM):
-            self.procs[i].wait(timeout=10)
+            self.ok(f"wait-exit {i} 10", timeout=40)
 
     def stop_all(self):
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGCONT)
-                p.terminate()
-        for p in self.procs.values():
+        """SIGCONT and SIGTERM to every replica, SIGKILL after 10 s; then bft-cluster ends."""
+        if self.control.poll() is not None:
+            return
+        try:
+            self.command("stop-all 10", timeout=60)
+        finally:
             try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+                self.control.stdin.close()
+                self.control.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.control.terminate()  # bft-cluster stops its replicas on SIGTERM too
+                try:
+                    self.control.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.control.kill()
+                    self.control.wait()
+            self.control.stdout.close()
 
     def tail(self, i, lines=20):
         try:
-            with open(os.path.join(self.data(i), "node.log"), errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return "(no log)"
+            r = self.command(f"tail {i} {lines}")
+        except (RuntimeError, TimeoutError) as e:
+            return f"(no log tail: {e})"
+        return r.get("tail") or "(no log)"
 
     def status(self, i):
-        try:
-            with open(os.path.join(self.data(i), "status.json")) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return None
+        return self.command(f"status {i}").get("status")
 
     def client(self, j, commands, timeout=20):
         """Runs bft-client with commands on stdin; returns (exit code, output lines)."""
@@ -609,6 +680,10 @@ def main(tests=None, prefix="bft-e2e-"):
             failed += 1
             print(f"FAIL {t.__name__} ({time.time() - started:.1f}s); files kept in {root}", flush=True)
             traceback.print_exc()
+            control_log = os.path.join(root, "bft-cluster.log")
+            if os.path.exists(control_log) and os.path.getsize(control_log) > 0:
+                with open(control_log, errors="replace") as f:
+                    print("--- bft-cluster standard error ---\n" + f.read()[-2000:])
             for i in range(4):
                 log = os.path.join(root, f"replica-{i}", "node.log")
                 if os.path.exists(log):
