@@ -3,8 +3,11 @@
 
 For each mutation in MUTATIONS (a planted bug: file, exact original text, replacement), this
 script applies it to a copy of the package, builds `bft-sim`, runs a seed range and reports
-whether the simulator caught it as a SAFETY violation, only as a LIVENESS failure, or not at all
-(SURVIVED); and whether `swift test --filter BFTCoreTests` fails on it.
+whether the simulator caught it as a SAFETY violation (agreement, total order, integrity, checkpoint
+digests, a client completing on a result no correct replica produced), as an INVARIANT violation
+(a correct replica's own state broke one of `Replica.invariantViolations()`, e.g. a prepared
+certificate with too few prepares; reported per seed, not trapped), only as a LIVENESS failure,
+or not at all (SURVIVED); and whether `swift test --filter BFTCoreTests` fails on it.
 
 The package is copied once to a work directory (without `.build*` and `.git`); each mutation is
 applied there, built incrementally (the build directory is reused) and reverted afterwards.
@@ -137,10 +140,12 @@ def classify(output):
         if current and line.startswith("  "):
             seeds[current].append(line.strip())
     safety = [s for s, ls in seeds.items() if any(any(k in l for k in SAFETY_MARKERS) for l in ls)]
-    liveness = [s for s, ls in seeds.items() if s not in safety and any(l.startswith("liveness:") for l in ls)]
-    other = [s for s in seeds if s not in safety and s not in liveness]
-    first_safety = next((l for s in safety for l in seeds[s] if any(k in l for k in SAFETY_MARKERS)), "")
-    return safety, liveness, other, first_safety
+    invariant = [s for s, ls in seeds.items() if s not in safety and any(l.startswith("invariant violated") for l in ls)]
+    liveness = [s for s, ls in seeds.items() if s not in safety and s not in invariant and any(l.startswith("liveness:") for l in ls)]
+    other = [s for s in seeds if s not in safety and s not in invariant and s not in liveness]
+    first = next((l for s in safety for l in seeds[s] if any(k in l for k in SAFETY_MARKERS)), "") or \
+        next((l for s in invariant for l in seeds[s] if l.startswith("invariant violated")), "")
+    return safety, invariant, liveness, other, first
 
 
 def main():
@@ -204,15 +209,17 @@ def main():
             if rc not in (0, 1) or not re.match(r"\d+ passed, \d+ failed", last):
                 crashed = True
                 break
-            s_, l_, _, _ = classify(out)
+            s_, _, l_, _, _ = classify(out)
             if (s_ and not args.all_seeds) or (args.max_liveness and len(l_) >= args.max_liveness):
                 break
-        safety, liveness, other, example = classify(out)
+        safety, invariant, liveness, other, example = classify(out)
         summary = f"{ran} seeds run"
         if crashed:
             verdict = "CRASH"
         elif safety:
             verdict = "SAFETY"
+        elif invariant:
+            verdict = "INVARIANT"
         elif liveness or other:
             verdict = "LIVENESS"
         else:
@@ -236,10 +243,10 @@ def main():
             # Unmutated code: every seed and every rule test must pass, or the score means nothing.
             verdict = "clean" if verdict == "SURVIVED" else f"BASELINE FAILS ({verdict})"
             tests = {"missed": "pass", "": ""}.get(tests, f"BASELINE FAILS ({tests})")
-        r = {"verdict": verdict, "safety": len(safety), "liveness": len(liveness), "other": len(other),
+        r = {"verdict": verdict, "safety": len(safety), "invariant": len(invariant), "liveness": len(liveness), "other": len(other),
              "example": example, "tests": tests, "build_s": bt, "seeds_s": st, "tests_s": tt,
-             "total_s": time.time() - t0, "summary": summary, "first_seed": (safety or liveness or other or [""])[0]}
-        log(f"{label}: {verdict} safety={len(safety)} liveness={len(liveness)} other={len(other)} tests={tests} "
+             "total_s": time.time() - t0, "summary": summary, "first_seed": (safety or invariant or liveness or other or [""])[0]}
+        log(f"{label}: {verdict} safety={len(safety)} invariant={len(invariant)} liveness={len(liveness)} other={len(other)} tests={tests} "
             f"(build {bt:.0f}s, seeds {st:.0f}s, tests {tt:.0f}s) {summary}")
         if example:
             log(f"    e.g. {example[:160]}")
@@ -259,13 +266,13 @@ def main():
     lines = [f"seeds {args.start}..{args.start + args.seeds - 1} ({args.seeds}), bft-sim built {args.config}"
              + (f", bft-sim {args.sim_args}" if args.sim_args else ""),
              "",
-             "| mutation | class | planted bug | simulator | failed seeds (safety / liveness / other) of seeds run | first failing seed | BFTCoreTests | time (build + seeds + tests) |",
+             "| mutation | class | planted bug | simulator | failed seeds (safety / invariant / liveness / other) of seeds run | first failing seed | BFTCoreTests | time (build + seeds + tests) |",
              "|---|---|---|---|---|---|---|---|"]
     for name, cls, desc, r in rows:
         if "build" in r:
             lines.append(f"| `{name}` | {cls} | {desc} | build failed | | | | |")
             continue
-        lines.append(f"| `{name}` | {cls} | {desc} | {r['verdict']} | {r['safety']} / {r['liveness']} / {r['other']} of {r['summary'].split()[0]} | "
+        lines.append(f"| `{name}` | {cls} | {desc} | {r['verdict']} | {r['safety']} / {r['invariant']} / {r['liveness']} / {r['other']} of {r['summary'].split()[0]} | "
                      f"{r['first_seed']} | {r['tests'] or 'not run'} | {r['build_s']:.0f} + {r['seeds_s']:.0f} + {r['tests_s']:.0f} s |")
     table = "\n".join(lines)
     print(table)

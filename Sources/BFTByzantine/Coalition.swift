@@ -36,6 +36,11 @@ public final class Coalition: @unchecked Sendable {
     var prepares: [VoteKey: [ReplicaID: Prepare]] = [:]
     var commits: [VoteKey: [ReplicaID: Commit]] = [:]
     var viewChanges: [ViewNum: [ReplicaID: ViewChange]] = [:]
+    /// Members' VIEW-CHANGEs that a correct replica accepts (no certificates: a member may
+    /// claim it prepared nothing), for the short NEW-VIEW.
+    var validViewChanges: [ViewNum: [ReplicaID: ViewChange]] = [:]
+    /// Whether members send their commits to one correct replica only (drawn per coalition).
+    public var selectiveCommits: Bool
     /// Double votes already cast (one per key: all members at once).
     var doubleVoted: Set<VoteKey> = []
     /// Views for which a short NEW-VIEW was sent.
@@ -54,6 +59,13 @@ public final class Coalition: @unchecked Sendable {
         self.signers = signers
         self.config = config
         self.rng = SplitMix64(seed: seed)
+        self.selectiveCommits = rng.chance(0.5)
+    }
+
+    /// `vc` claiming no prepared certificate (still valid: nobody can prove what a replica prepared).
+    static func withoutCertificates(_ vc: ViewChange, signedBy signer: any MessageSigner, config: ProtocolConfig) -> ViewChange {
+        ViewChange(newView: vc.newView, stableSeq: vc.stableSeq, stableDigest: vc.stableDigest, checkpointProof: vc.checkpointProof,
+                   prepared: [], replica: vc.replica).signed(with: signer, clusterID: config.clusterID)
     }
 
     func isMember(_ r: ReplicaID) -> Bool { members.contains(r) }
@@ -129,6 +141,7 @@ public final class Coalition: @unchecked Sendable {
         for list in headers.values { for h in list { keep.insert(h.digest) } }
         bodies = bodies.filter { keep.contains($0.key) }
         if let top = viewChanges.keys.max() { viewChanges = viewChanges.filter { $0.key + 8 >= top } }
+        if let top = validViewChanges.keys.max() { validViewChanges = validViewChanges.filter { $0.key + 8 >= top } }
     }
 
     /// A batch different from `body` (its requests in another order, or fewer of them).
@@ -162,7 +175,15 @@ public final class Coalition: @unchecked Sendable {
             case .viewChange(let vc) where vc.replica == id:
                 let damaging = damagingViewChange(vc, member: id, counters: &counters)
                 viewChanges[vc.newView, default: [:]][id] = damaging
+                validViewChanges[vc.newView, default: [:]][id] = Self.withoutCertificates(vc, signedBy: signers[id]!, config: config)
                 result.append(Outbound(o.destination, .viewChange(damaging)))
+            case .commit(let c) where c.replica == id && o.destination == .allReplicas && selectiveCommits:
+                // Commits reach one correct replica only (a different one per sequence number):
+                // it alone may execute, the others prepared but wait, and change view.
+                let target = correct[Int(c.seq % UInt64(max(correct.count, 1)))]
+                result.append(Outbound(.replica(target), o.message))
+                for m in members where m != id { result.append(Outbound(.replica(m), o.message)) }
+                counters.withheld += 1
             default:
                 result.append(o)
             }
@@ -205,7 +226,10 @@ public final class Coalition: @unchecked Sendable {
     /// The member's VIEW-CHANGE with, for each sequence number the coalition knows a conflict or
     /// can make one for, the certificate for the batch most replicas did not commit.
     func damagingViewChange(_ vc: ViewChange, member id: ReplicaID, counters: inout ByzantineCounters) -> ViewChange {
-        let forgery = Forgery.allCases[rng.int(0...(Forgery.allCases.count - 1))]
+        // Half the time a VIEW-CHANGE a correct replica must accept: genuine certificates only,
+        // the ones for batches replicas committed left out (§4.4 relies on the 2f+1 others to
+        // report them). Otherwise certificates forged in one way each, which it must refuse.
+        let forgery: Forgery? = rng.chance(0.5) ? nil : Forgery.allCases[rng.int(0...(Forgery.allCases.count - 1))]
         let lastSeq = vc.stableSeq + config.watermarkWindow
         var certs: [SeqNum: PreparedCertificate] = [:]
         for c in vc.prepared { certs[c.prePrepare.seq] = c }
@@ -217,6 +241,10 @@ public final class Coalition: @unchecked Sendable {
             if let h = candidates.sorted(by: { $0.view < $1.view }).first(where: { assembledPrepares($0).count >= 2 * config.f }) {
                 certs[seq] = PreparedCertificate(prePrepare: h, prepares: assembledPrepares(h))
                 changed += 1
+                continue
+            }
+            guard let forgery else {
+                if certs.removeValue(forKey: seq) != nil { changed += 1 }
                 continue
             }
             // Else one forged for the highest view below the new one that a member led, or a
@@ -257,9 +285,11 @@ public final class Coalition: @unchecked Sendable {
     func shortNewView(member id: ReplicaID, replica: Replica, counters: inout ByzantineCounters) -> [Outbound] {
         let w = replica.view
         guard !replica.active, config.primary(of: w) == id, !shortNewViewSent.contains(w),
-              let own = viewChanges[w]?[id] else { return [] }
+              let own = validViewChanges[w]?[id] else { return [] }
         let size = max(2, config.quorum - 1)
-        let others = (viewChanges[w] ?? [:]).filter { $0.key != id }.values
+        var pool = (viewChanges[w] ?? [:]).filter { !isMember($0.key) }
+        for (r, vc) in validViewChanges[w] ?? [:] where r != id { pool[r] = vc }
+        let others = pool.filter { $0.key != id }.values
             .sorted { ($0.prepared.count, $0.replica) < ($1.prepared.count, $1.replica) }
         guard others.count + 1 >= size else { return [] }
         shortNewViewSent.insert(w)

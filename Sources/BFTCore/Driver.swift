@@ -56,6 +56,12 @@ public struct ReplicaDriver<Log: PersistencePort> {
     /// Run `Replica.invariantViolations()` after every step and trap on a violation. On in
     /// debug builds by default, and always in the simulator.
     public var checkInvariants: Bool
+    /// With `checkInvariants`: keep the violations in `invariantViolations` instead of trapping,
+    /// so the simulator can report them as its seed's failure (with the seed that replays them)
+    /// rather than end the whole run.
+    public var recordInvariantViolations = false
+    /// Violations found by the checks after each step (only with `recordInvariantViolations`).
+    public private(set) var invariantViolations: [String] = []
 
     public init(replica: Replica, log: Log, interceptor: (any OutboundInterceptor)? = nil, checkInvariants: Bool = _isDebugAssertConfiguration()) {
         self.replica = replica
@@ -134,9 +140,13 @@ public struct ReplicaDriver<Log: PersistencePort> {
         }
     }
 
-    func verifyInvariants() {
+    mutating func verifyInvariants() {
         guard checkInvariants else { return }
         let violations = replica.invariantViolations()
+        if recordInvariantViolations {
+            if invariantViolations.isEmpty { invariantViolations = violations }
+            return
+        }
         // fatalError, not precondition: release builds keep its message (the simulator runs in release).
         if !violations.isEmpty { fatalError("replica \(replica.id) broke its invariants: \(violations.joined(separator: "; "))") }
     }

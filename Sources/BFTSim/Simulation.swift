@@ -266,6 +266,8 @@ public final class Simulation {
     var replicas: [Replica] { drivers.map(\.replica) }
     var replicaSigners: [any MessageSigner] = []
     var restarts = 0
+    /// Nodes whose invariant violation was reported (once each).
+    var invariantReported: Set<Int> = []
     /// The shared knowledge of the coalition, when the scenario has one.
     var coalition: Coalition?
     func behaviour(_ node: Int) -> ByzantineBehaviour? { drivers[node].interceptor as? ByzantineBehaviour }
@@ -376,15 +378,19 @@ public final class Simulation {
                 if $0.mode == .coalition { b.coalition = coalition }
                 return b
             }
-            drivers.append(ReplicaDriver(replica: replica, log: InMemoryLog(limits: cfg.limits), interceptor: behaviour, checkInvariants: true))
+            var driver = ReplicaDriver(replica: replica, log: InMemoryLog(limits: cfg.limits), interceptor: behaviour, checkInvariants: true)
+            driver.recordInvariantViolations = true
+            drivers.append(driver)
             deliveries.append([])
             replyRoutes.append([:])
         }
         if let twin = scenario.twins {
             // The second instance: same id, same key, an honest replica of its own.
             let t = twin.replica
-            drivers.append(ReplicaDriver(replica: Replica(id: t, config: cfg, signer: replicaSigners[t], application: makeApplication()),
-                                         log: InMemoryLog(limits: cfg.limits), checkInvariants: true))
+            var second = ReplicaDriver(replica: Replica(id: t, config: cfg, signer: replicaSigners[t], application: makeApplication()),
+                                       log: InMemoryLog(limits: cfg.limits), checkInvariants: true)
+            second.recordInvariantViolations = true
+            drivers.append(second)
             verifiers.append(MessageVerifier(checker: checker, clusterID: cfg.clusterID, replicaCount: cfg.n, clientCount: cfg.clientCount))
             deliveries.append([])
             replyRoutes.append([:])
@@ -472,6 +478,10 @@ public final class Simulation {
     /// decorator if it has one) and records what correct replicas delivered.
     func dispatch(from node: Int, _ output: ReplicaOutput) {
         let r = replicaID(ofNode: node)
+        if let broken = drivers[node].invariantViolations.first, invariantReported.insert(node).inserted {
+            // The honest code broke its own invariants (Byzantine wrappers run it unchanged too).
+            failures.append("invariant violated at replica \(r) (node \(node)) at tick \(now): \(broken)")
+        }
         if !isByzantine(node) {
             record(replica: r, output)
         } else if behaviour(node) == nil {
@@ -498,6 +508,7 @@ public final class Simulation {
         let before = deliveries[r]
         let old = drivers[r].replica
         var driver = ReplicaDriver(replica: fresh, log: drivers[r].log, interceptor: drivers[r].interceptor, checkInvariants: true)
+        driver.recordInvariantViolations = true
         let out: ReplicaOutput
         do {
             out = try driver.recover(now: now)
