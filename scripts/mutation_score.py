@@ -82,7 +82,11 @@ MUTATIONS = [
 ]
 
 SAFETY_MARKERS = ("total order violated", "integrity:", "causal order:", "checkpoint digests differ",
-                  "completed timestamp", "re-executed index", "does not decode")
+                  "completed timestamp", "re-executed index", "does not decode",
+                  # correct replicas' results or states disagree (state machine replication broken)
+                  "replied differently", "the model does not produce", "sequential model does not produce",
+                  "accepted a forged or divergent result", "differs from the stable digest",
+                  "does not match its digest")
 
 
 def log(*a):

@@ -43,8 +43,8 @@ public final class Coalition: @unchecked Sendable {
     public var selectiveCommits: Bool
     /// Double votes already cast (one per key: all members at once).
     var doubleVoted: Set<VoteKey> = []
-    /// Views for which a short NEW-VIEW was sent.
-    var shortNewViewSent: Set<ViewNum> = []
+    /// Views for which a short NEW-VIEW was sent, with the certificates its view changes reported.
+    var shortNewViewCerts: [ViewNum: Int] = [:]
     /// Tick of the last short CATCH-UP / wrong state per victim (rate limit).
     var lastCatchUp: [ReplicaID: UInt64] = [:]
     var lastWrongState: [ReplicaID: UInt64] = [:]
@@ -142,6 +142,7 @@ public final class Coalition: @unchecked Sendable {
         bodies = bodies.filter { keep.contains($0.key) }
         if let top = viewChanges.keys.max() { viewChanges = viewChanges.filter { $0.key + 8 >= top } }
         if let top = validViewChanges.keys.max() { validViewChanges = validViewChanges.filter { $0.key + 8 >= top } }
+        if let top = shortNewViewCerts.keys.max() { shortNewViewCerts = shortNewViewCerts.filter { $0.key + 8 >= top } }
     }
 
     /// A batch different from `body` (its requests in another order, or fewer of them).
@@ -177,7 +178,11 @@ public final class Coalition: @unchecked Sendable {
                 viewChanges[vc.newView, default: [:]][id] = damaging
                 validViewChanges[vc.newView, default: [:]][id] = Self.withoutCertificates(vc, signedBy: signers[id]!, config: config)
                 result.append(Outbound(o.destination, .viewChange(damaging)))
-            case .commit(let c) where c.replica == id && o.destination == .allReplicas && selectiveCommits:
+            case .newView(let nv) where nv.replica == id && shortNewViewCerts[nv.view] != nil:
+                // The honest NEW-VIEW would overtake the short one: withhold it.
+                counters.withheld += 1
+            case .commit(let c) where c.replica == id && o.destination == .allReplicas
+                && (selectiveCommits || isMember(config.primary(of: c.view + 1))):
                 // Commits reach one correct replica only (a different one per sequence number):
                 // it alone may execute, the others prepared but wait, and change view.
                 let target = correct[Int(c.seq % UInt64(max(correct.count, 1)))]
@@ -284,16 +289,18 @@ public final class Coalition: @unchecked Sendable {
     /// of a quorum), then conflicting batches for the sequence numbers it leaves out.
     func shortNewView(member id: ReplicaID, replica: Replica, counters: inout ByzantineCounters) -> [Outbound] {
         let w = replica.view
-        guard !replica.active, config.primary(of: w) == id, !shortNewViewSent.contains(w),
-              let own = validViewChanges[w]?[id] else { return [] }
+        guard !replica.active, config.primary(of: w) == id, let own = validViewChanges[w]?[id] else { return [] }
         let size = max(2, config.quorum - 1)
         var pool = (viewChanges[w] ?? [:]).filter { !isMember($0.key) }
         for (r, vc) in validViewChanges[w] ?? [:] where r != id { pool[r] = vc }
         let others = pool.filter { $0.key != id }.values
             .sorted { ($0.prepared.count, $0.replica) < ($1.prepared.count, $1.replica) }
         guard others.count + 1 >= size else { return [] }
-        shortNewViewSent.insert(w)
         let chosen = ([own] + others.prefix(size - 1)).sorted { $0.replica < $1.replica }
+        // Again only when view changes that report less arrived.
+        let reported = chosen.reduce(0) { $0 + $1.prepared.count }
+        if let sent = shortNewViewCerts[w], sent <= reported { return [] }
+        shortNewViewCerts[w] = reported
         let proposals = Replica.reproposals(view: w, viewChanges: chosen, config: config).map { sign($0, as: id) }
         let nv = sign(NewView(view: w, viewChanges: chosen, prePrepares: proposals, replica: id), as: id)
         var out = [Outbound(.allReplicas, .newView(nv))]
