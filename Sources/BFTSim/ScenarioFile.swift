@@ -27,6 +27,7 @@ extension Scenario {
         var useEd25519: Bool
         var payloadBytes: Int
         var twins: TwinsPlan?
+        var byzantineClient: Int?
         /// Free text: why the file was kept.
         var note: String?
     }
@@ -50,7 +51,7 @@ extension Scenario {
                         partitions: partitions.map { .init(start: $0.start, end: $0.end, isolated: $0.isolated, oneWay: $0.oneWay) },
                         crashes: crashes.map { .init(replica: $0.replica, from: $0.from, to: $0.to, amnesia: $0.amnesia) },
                         byzantine: byzantine.map { .init(replica: $0.replica, mode: $0.mode.rawValue) },
-                        useEd25519: useEd25519, payloadBytes: payloadBytes, twins: twins, note: note)
+                        useEd25519: useEd25519, payloadBytes: payloadBytes, twins: twins, byzantineClient: byzantineClient, note: note)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return try encoder.encode(file)
@@ -82,5 +83,9 @@ extension Scenario {
                   crashes: f.crashes.map { ($0.replica, $0.from, $0.to, $0.amnesia) }, byzantine: byz, useEd25519: f.useEd25519)
         payloadBytes = f.payloadBytes
         twins = f.twins
+        if let c = f.byzantineClient {
+            guard c >= 0 && c < f.clients else { throw FileError.invalid("byzantine client out of range") }
+            byzantineClient = c
+        }
     }
 }

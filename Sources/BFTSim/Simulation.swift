@@ -39,6 +39,10 @@ public struct Scenario: Sendable, CustomStringConvertible {
     /// key, placed in different partitions, so it equivocates in every phase without a
     /// hand-written attack. The twinned replica counts as faulty; the checkers apply to the rest.
     public var twins: TwinsPlan? = nil
+    /// A Byzantine client: it sends some replicas a different request with the same timestamp
+    /// (validly signed), others a copy with a garbage signature, and floods every request
+    /// three times. The checkers treat every variant it signed as submitted.
+    public var byzantineClient: Int? = nil
 
     // Test-only knobs: weaken one part of the system so a test can show the checkers notice.
     /// Clients complete a request on the first verified reply instead of f+1 matching ones.
@@ -126,13 +130,16 @@ public struct Scenario: Sendable, CustomStringConvertible {
             let start = UInt64(rng.int(0...Int(faultTicks / 2)))
             s.partitions.append((start, min(faultTicks, start + UInt64(rng.int(300...900))), isolated.sorted(), rng.chance(0.5)))
         }
+        // A Byzantine client, from a generator of its own so that every draw above is unchanged.
+        var clientRng = SimRandom(seed: seed ^ 0xb12c_11e7)
+        if s.clients > 1 && clientRng.chance(0.2) { s.byzantineClient = clientRng.int(0...(s.clients - 1)) }
         return s
     }
 
     public var description: String {
         let byz = byzantine.map { "\($0.replica):\($0.mode.rawValue)" }.joined(separator: ",")
         let twin = twins.map { " twins=r\($0.replica)/\($0.windows.count)w" } ?? ""
-        return "n=\(n) clients=\(clients)x\(requestsPerClient) window=\(clientWindow) payload=\(payloadBytes) faultTicks=\(faultTicks) drop=\(Int(dropRate * 1000))‰ dup=\(Int(duplicateRate * 1000))‰ delay<=\(maxDelayTicks) partitions=\(partitions.count) crashes=\(crashes.count) byzantine=[\(byz)]\(twin)"
+        return "n=\(n) clients=\(clients)x\(requestsPerClient) window=\(clientWindow) payload=\(payloadBytes) faultTicks=\(faultTicks) drop=\(Int(dropRate * 1000))‰ dup=\(Int(duplicateRate * 1000))‰ delay<=\(maxDelayTicks) partitions=\(partitions.count) crashes=\(crashes.count) byzantine=[\(byz)]\(twin)\(byzantineClient.map { " byzantineClient=\($0)" } ?? "")"
     }
 }
 
@@ -278,6 +285,9 @@ public final class Simulation {
     var clientCompleted: [Int] = []
     var clientResults: [[UInt64: [UInt8]]] = []
     var submittedDigests: Set<Digest> = []
+    var clientSigners: [any MessageSigner] = []
+    /// What the Byzantine client did: conflicting variants, garbage signatures, flooded copies.
+    public private(set) var byzantineClientActs = 0
     /// Every submitted operation by request digest, so the model can execute the agreed order.
     var operations: [Digest: [UInt8]] = [:]
     /// Careless clients: the timestamps already completed on a first reply.
@@ -395,6 +405,7 @@ public final class Simulation {
             deliveries.append([])
             replyRoutes.append([:])
         }
+        self.clientSigners = clientSigners
         for c in 0..<scenario.clients {
             clients.append(ClientCore(id: ClientID(c), config: cfg, signer: clientSigners[c],
                                       initialTimestamp: UInt64(1 + c * 1000), window: scenario.clientWindow,
@@ -610,7 +621,25 @@ public final class Simulation {
 
     func handleClient(_ c: Int, _ out: ClientCore.Output) {
         for r in out.broadcasts {
-            for to in 0..<scenario.n { send(from: .client(ClientID(c)), fromNode: -1, to: .replica(to), .request(r)) }
+            guard scenario.byzantineClient == c else {
+                for to in 0..<scenario.n { send(from: .client(ClientID(c)), fromNode: -1, to: .replica(to), .request(r)) }
+                continue
+            }
+            // Another operation under the same timestamp, signed: replicas disagree on what the
+            // client asked, and must still execute one request per timestamp, the same everywhere.
+            var other = r
+            other.operation = r.operation + Array("#other".utf8)
+            other = other.signed(with: clientSigners[c], clusterID: config.clusterID)
+            submittedDigests.insert(other.digest)
+            operations[other.digest] = other.operation
+            var garbage = r
+            if !garbage.signature.isEmpty { garbage.signature[0] ^= 0xff }
+            for to in 0..<scenario.n {
+                let variant = netRng.chance(0.4) ? other : r
+                for _ in 0..<3 { send(from: .client(ClientID(c)), fromNode: -1, to: .replica(to), .request(variant)) }
+                if netRng.chance(0.3) { send(from: .client(ClientID(c)), fromNode: -1, to: .replica(to), .request(garbage)) }
+            }
+            byzantineClientActs += 1
         }
         for done in out.completions where !carelessDone[c].contains(done.timestamp) {
             complete(c, timestamp: done.timestamp, result: done.result)
