@@ -28,6 +28,7 @@ extension Scenario {
         var payloadBytes: Int
         var twins: TwinsPlan?
         var byzantineClient: Int?
+        var crashAtWorstMoment: Bool?
         /// Free text: why the file was kept.
         var note: String?
     }
@@ -51,7 +52,8 @@ extension Scenario {
                         partitions: partitions.map { .init(start: $0.start, end: $0.end, isolated: $0.isolated, oneWay: $0.oneWay) },
                         crashes: crashes.map { .init(replica: $0.replica, from: $0.from, to: $0.to, amnesia: $0.amnesia) },
                         byzantine: byzantine.map { .init(replica: $0.replica, mode: $0.mode.rawValue) },
-                        useEd25519: useEd25519, payloadBytes: payloadBytes, twins: twins, byzantineClient: byzantineClient, note: note)
+                        useEd25519: useEd25519, payloadBytes: payloadBytes, twins: twins, byzantineClient: byzantineClient,
+                        crashAtWorstMoment: crashAtWorstMoment ? true : nil, note: note)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return try encoder.encode(file)
@@ -87,5 +89,6 @@ extension Scenario {
             guard c >= 0 && c < f.clients else { throw FileError.invalid("byzantine client out of range") }
             byzantineClient = c
         }
+        crashAtWorstMoment = f.crashAtWorstMoment ?? false
     }
 }

@@ -43,6 +43,10 @@ public struct Scenario: Sendable, CustomStringConvertible {
     /// (validly signed), others a copy with a garbage signature, and floods every request
     /// three times. The checkers treat every variant it signed as submitted.
     public var byzantineClient: Int? = nil
+    /// Crashes at the worst moment: now and then during the fault phase a replica (correct or
+    /// Byzantine) crashes inside a step — after persisting all of its records, or only a torn
+    /// prefix of them, and before sending anything — and restarts from its log at once.
+    public var crashAtWorstMoment = false
 
     // Test-only knobs: weaken one part of the system so a test can show the checkers notice.
     /// Clients complete a request on the first verified reply instead of f+1 matching ones.
@@ -133,13 +137,15 @@ public struct Scenario: Sendable, CustomStringConvertible {
         // A Byzantine client, from a generator of its own so that every draw above is unchanged.
         var clientRng = SimRandom(seed: seed ^ 0xb12c_11e7)
         if s.clients > 1 && clientRng.chance(0.2) { s.byzantineClient = clientRng.int(0...(s.clients - 1)) }
+        var crashRng = SimRandom(seed: seed ^ 0xc4a5_4ed0)
+        s.crashAtWorstMoment = crashRng.chance(0.2)
         return s
     }
 
     public var description: String {
         let byz = byzantine.map { "\($0.replica):\($0.mode.rawValue)" }.joined(separator: ",")
         let twin = twins.map { " twins=r\($0.replica)/\($0.windows.count)w" } ?? ""
-        return "n=\(n) clients=\(clients)x\(requestsPerClient) window=\(clientWindow) payload=\(payloadBytes) faultTicks=\(faultTicks) drop=\(Int(dropRate * 1000))‰ dup=\(Int(duplicateRate * 1000))‰ delay<=\(maxDelayTicks) partitions=\(partitions.count) crashes=\(crashes.count) byzantine=[\(byz)]\(twin)\(byzantineClient.map { " byzantineClient=\($0)" } ?? "")"
+        return "n=\(n) clients=\(clients)x\(requestsPerClient) window=\(clientWindow) payload=\(payloadBytes) faultTicks=\(faultTicks) drop=\(Int(dropRate * 1000))‰ dup=\(Int(duplicateRate * 1000))‰ delay<=\(maxDelayTicks) partitions=\(partitions.count) crashes=\(crashes.count) byzantine=[\(byz)]\(twin)\(byzantineClient.map { " byzantineClient=\($0)" } ?? "")\(crashAtWorstMoment ? " worstMomentCrashes" : "")"
     }
 }
 
@@ -273,6 +279,8 @@ public final class Simulation {
     var replicas: [Replica] { drivers.map(\.replica) }
     var replicaSigners: [any MessageSigner] = []
     var restarts = 0
+    /// Crashes inside a step so far (`Scenario.crashAtWorstMoment`).
+    public private(set) var worstMomentCrashes = 0
     /// Nodes whose invariant violation was reported (once each).
     var invariantReported: Set<Int> = []
     /// The shared knowledge of the coalition, when the scenario has one.
@@ -492,6 +500,22 @@ public final class Simulation {
         if let broken = drivers[node].invariantViolations.first, invariantReported.insert(node).inserted {
             // The honest code broke its own invariants (Byzantine wrappers run it unchanged too).
             failures.append("invariant violated at replica \(r) (node \(node)) at tick \(now): \(broken)")
+        }
+        if scenario.crashAtWorstMoment, !healed, node < scenario.n, scenario.twins?.replica != node, !output.persist.isEmpty,
+           worstMomentCrashes < 8, netRng.chance(0.02) {
+            // Between persist and send (or inside a torn persist): nothing of this step leaves.
+            // After a whole persist the step's deliveries reached the deliver log (persist, then
+            // deliver, then send); after a torn one they did not, as in the node.
+            worstMomentCrashes += 1
+            var kept = netRng.chance(0.5) ? netRng.int(0...(output.persist.count - 1)) : output.persist.count
+            // A checkpoint and the records after it are one compaction, durable together or not
+            // at all (`WriteAheadLog.compact(startingWith:)`): a torn persist stops before it.
+            if kept < output.persist.count, let c = output.persist[..<kept].lastIndex(where: { $0.compactsLog }) { kept = c }
+            if !isByzantine(node) && kept == output.persist.count { record(replica: r, output) }
+            if debugEnabled { print("t=\(now) worst-moment crash r\(r): kept \(kept) of \(output.persist.count) records, deliveries \(output.deliveries.map(\.index))") }
+            try! drivers[node].log.persist(Array(output.persist.prefix(kept)))
+            restartFromLog(r)
+            return
         }
         if !isByzantine(node) {
             record(replica: r, output)

@@ -11,7 +11,9 @@ import Darwin
 ///   documented on `WALFrame` (`[u32 LE length][u32 LE CRC32C][payload]`).
 /// - `wal.lock`: held with `flock` while the log is open, so two nodes (or two opens in one
 ///   process) can never interleave appends in the same directory.
-/// - `wal-….log.compact`: a compaction in progress (see `compact(startingWith:)`).
+/// - `wal-….log.compacting`: a compaction being written; `wal-….log.sealed`: one whose records
+///   are all durable, about to replace the older segments (see `compact(startingWith:)`);
+///   `wal-….log.compact`: a one-record compaction left by a version before sealing.
 /// - `wal.quarantine`: a corruption repair in progress (see `replay()`).
 /// - `*.corrupt`: damaged bytes moved aside by replay, kept for forensics, never read again.
 /// Any other file is left alone, so a caller may keep its own files next to the segments
@@ -43,7 +45,12 @@ public final class WriteAheadLog: @unchecked Sendable {
 
     private static let lockFileName = "wal.lock"
     private static let quarantineMarkerName = "wal.quarantine"
+    /// A one-record compaction file as logs before sealing wrote it (still finished on replay).
     private static let compactSuffix = ".compact"
+    /// A compaction file being written: discarded on replay (the older log is still whole).
+    private static let compactingSuffix = ".compacting"
+    /// A compaction file whose frames are all durable (renamed from `.compacting` after its sync).
+    private static let sealedSuffix = ".sealed"
     /// Buffered appends are written out (without fsync) past this size so memory stays bounded
     /// when the caller appends a lot between syncs.
     private static let writeThroughBytes = 1 << 20
@@ -174,15 +181,25 @@ public final class WriteAheadLog: @unchecked Sendable {
     /// enough to recover (e.g. the checkpoint state): everything appended before this call is
     /// dropped from the log, so replay afterwards returns `record` first.
     ///
-    /// Crash safety: the new segment is first written as `wal-<n>.log.compact` and
-    /// fdatasync'ed; old segments are deleted only then, and the rename to `wal-<n>.log`
-    /// comes last. `replay()` finishes or discards a `.compact` file it finds, so a crash at
-    /// any point leaves either the old log or the compacted one, never a mix.
+    /// Crash safety: the new segment is first written as `wal-<n>.log.compacting`, fdatasync'ed
+    /// and renamed to `wal-<n>.log.sealed`; old segments are deleted only then, and the rename
+    /// to `wal-<n>.log` comes last. `replay()` finishes a `.sealed` file and discards a
+    /// `.compacting` one, so a crash at any point leaves either the old log or the compacted
+    /// one, never a mix and never part of the compaction.
     public func compact(startingWith record: [UInt8]) throws(WALError) {
+        try compact(startingWith: [record])
+    }
+
+    /// `compact(startingWith:)` with several records that become durable together: after a
+    /// crash the log is either the old one or exactly these records, never a prefix of them.
+    /// A checkpoint needs this: the records that follow it (everything the replica signed or
+    /// certified above it) must not be lost while the records they replace are already gone.
+    public func compact(startingWith records: [[UInt8]]) throws(WALError) {
         try locked { () throws(WALError) in
             try requireReady()
-            guard record.count <= options.maxRecordBytes else { throw .recordTooLarge(record.count) }
-            try guarded { () throws(WALError) in try compactLocked(record) }
+            precondition(!records.isEmpty, "a compaction needs the record it starts with")
+            for record in records where record.count > options.maxRecordBytes { throw .recordTooLarge(record.count) }
+            try guarded { () throws(WALError) in try compactLocked(records) }
         }
     }
 
@@ -331,7 +348,7 @@ public final class WriteAheadLog: @unchecked Sendable {
         counters.segments += 1
     }
 
-    private func compactLocked(_ record: [UInt8]) throws(WALError) {
+    private func compactLocked(_ records: [[UInt8]]) throws(WALError) {
         // Leave the old log consistent first, in case this compaction fails halfway.
         try writePending()
         if options.fsync && unsynced { try POSIXFile.dataSync(activeFD, path: activePath) }
@@ -339,12 +356,16 @@ public final class WriteAheadLog: @unchecked Sendable {
 
         let next = activeSequence + 1
         let finalPath = path(Self.segmentName(next))
-        let temporaryPath = finalPath + Self.compactSuffix
-        let frame = WALFrame.encode(record)
+        let temporaryPath = finalPath + Self.compactingSuffix
+        let sealedPath = finalPath + Self.sealedSuffix
+        var frames: [UInt8] = []
+        for record in records { frames += WALFrame.encode(record) }
         let fd = try POSIXFile.open(temporaryPath, O_RDWR | O_CREAT | O_TRUNC)
         do throws(WALError) {
-            try POSIXFile.pwriteAll(fd, frame, at: 0, path: temporaryPath)
+            try POSIXFile.pwriteAll(fd, frames, at: 0, path: temporaryPath)
             if options.fsync { try POSIXFile.dataSync(fd, path: temporaryPath) }
+            // Sealed: every frame is durable. Until this rename a crash keeps the old log.
+            try POSIXFile.rename(temporaryPath, sealedPath)
             try syncDirectory()
         } catch {
             POSIXFile.close(fd)
@@ -353,16 +374,16 @@ public final class WriteAheadLog: @unchecked Sendable {
         POSIXFile.close(activeFD)
         activeFD = fd
         activeSequence = next
-        activeSize = frame.count
+        activeSize = frames.count
         for segment in try Self.listSegments(directory) where segment.sequence < next {
             try POSIXFile.unlink(path(segment.name))
         }
         try syncDirectory()
-        try POSIXFile.rename(temporaryPath, finalPath)
+        try POSIXFile.rename(sealedPath, finalPath)
         try syncDirectory()
-        counters.appends += 1
+        counters.appends += records.count
         counters.syncs += 1
-        counters.bytesWritten += frame.count
+        counters.bytesWritten += frames.count
         counters.segments = 1
     }
 
@@ -439,6 +460,31 @@ public final class WriteAheadLog: @unchecked Sendable {
     /// one intact record is the durable new start of the log (older segments go, then the
     /// rename); anything else never became durable and is deleted.
     private func finishInterruptedCompactions(_ result: inout WALReplay) throws(WALError) {
+        // Sealed compactions are complete: finish them (drop the older log, take their place).
+        let sealed = try POSIXFile.list(directory)
+            .compactMap { name in Self.segmentSequence(name, suffix: ".log" + Self.sealedSuffix).map { ($0, name) } }
+            .sorted { $0.0 < $1.0 }
+        for (sequence, name) in sealed {
+            for segment in try Self.listSegments(directory) where segment.sequence != sequence {
+                try POSIXFile.unlink(path(segment.name))
+            }
+            try syncDirectory()
+            try POSIXFile.rename(path(name), path(Self.segmentName(sequence)))
+            try syncDirectory()
+            result.notes.append("WAL finished an interrupted compaction into \(Self.segmentName(sequence))")
+        }
+        // Unsealed compactions may be a prefix of their records, and the older log is whole
+        // (compaction syncs it first and deletes nothing before sealing): discard them.
+        let unsealed = try POSIXFile.list(directory)
+            .compactMap { name in Self.segmentSequence(name, suffix: ".log" + Self.compactingSuffix).map { ($0, name) } }
+            .sorted { $0.0 < $1.0 }
+        for (_, name) in unsealed {
+            try POSIXFile.unlink(path(name))
+            try syncDirectory()
+            result.notes.append("WAL discarded an incomplete compaction file \(name); the previous log stays")
+        }
+        // `.compact`: a one-record compaction written before sealing existed, synced before any
+        // older segment was deleted; whole, it is finished, else discarded.
         let names = try POSIXFile.list(directory)
             .compactMap { name in Self.segmentSequence(name, suffix: ".log" + Self.compactSuffix).map { ($0, name) } }
             .sorted { $0.0 < $1.0 }

@@ -303,6 +303,62 @@ private let fast = WALOptions(fsync: false)
         }
     }
 
+    @Test func compactionWithSeveralRecordsReplaysThemAllBeforeLaterAppends() throws {
+        try withTemporaryDirectory { dir in
+            let options = WALOptions(segmentBytesLimit: 200, fsync: true)
+            let (log, _) = try reopen(dir, options: options)
+            for record in (0..<30).map({ payload($0) }) { try log.append(record) }
+            try log.sync()
+            let compaction = [Array("checkpoint".utf8)] + (200..<205).map { payload($0) }
+            try log.compact(startingWith: compaction)
+            #expect(segmentNames(dir).count == 1)
+            #expect(names(in: dir, suffix: ".sealed").isEmpty && names(in: dir, suffix: ".compacting").isEmpty)
+            try log.append(payload(300))
+            try log.sync()
+            log.close()
+            let (again, replay) = try reopen(dir, options: options)
+            defer { again.close() }
+            #expect(replay.records == compaction + [payload(300)])
+        }
+    }
+
+    /// A crash while the compaction file is written leaves a prefix of its frames — possibly
+    /// exactly the first, whole. The records after the checkpoint must not be lost with the
+    /// older log: the unsealed file is discarded and the older log replays whole.
+    @Test(arguments: [1, 2])
+    func unsealedCompactionIsDiscardedEvenWhenItsFirstFramesAreWhole(frames: Int) throws {
+        try withTemporaryDirectory { dir in
+            let records = (0..<10).map { payload($0) }
+            try populate(dir, records)
+            let compaction = [Array("checkpoint".utf8), payload(50), payload(51)]
+            let prefix = compaction.prefix(frames).flatMap { WALFrame.encode($0) }
+            try writeBytes(prefix, to: dir + "/" + WriteAheadLog.segmentName(2) + ".compacting")
+            let (log, replay) = try reopen(dir)
+            defer { log.close() }
+            #expect(replay.records == records)
+            #expect(names(in: dir, suffix: ".compacting").isEmpty)
+            #expect(segmentNames(dir) == [WriteAheadLog.segmentName(1)])
+        }
+    }
+
+    @Test func sealedCompactionIsFinishedAfterACrashWhileOlderSegmentsWereDeleted() throws {
+        try withTemporaryDirectory { dir in
+            let options = WALOptions(segmentBytesLimit: 100, fsync: false)
+            try populate(dir, (0..<20).map { payload($0) }, options: options)
+            let segments = segmentNames(dir)
+            let last = WriteAheadLog.segmentSequence(segments.last!)!
+            let next = WriteAheadLog.segmentName(last + 1)
+            let compaction = [Array("cp".utf8), payload(60), payload(61)]
+            try writeBytes(compaction.flatMap { WALFrame.encode($0) }, to: dir + "/" + next + ".sealed")
+            try FileManager.default.removeItem(atPath: dir + "/" + segments[0])
+            let (log, replay) = try reopen(dir, options: options)
+            defer { log.close() }
+            #expect(replay.records == compaction)
+            #expect(segmentNames(dir) == [next])
+            #expect(names(in: dir, suffix: ".sealed").isEmpty)
+        }
+    }
+
     @Test func interruptedCompactionWithPartialRecordIsDiscarded() throws {
         try withTemporaryDirectory { dir in
             let records = (0..<10).map { payload($0) }

@@ -116,23 +116,33 @@ final class Durability {
     /// Makes a step's records durable (one sync for all of them; a checkpoint adds its own).
     func persist(_ records: [PersistRecord]) throws {
         guard !records.isEmpty else { return }
-        for record in records {
-            if case let .checkpoint(seq, digest, proof, state) = record {
-                try persistCheckpoint(seq: seq, digest: digest, proof: proof, state: state)
+        var i = 0
+        while i < records.count {
+            if case let .checkpoint(seq, digest, proof, state) = records[i] {
+                // The records the core writes after a checkpoint (the view, the NEW-VIEW, what it
+                // signed and certified above the checkpoint) go into the compaction itself: a
+                // crash must not leave the checkpoint without them, the older log already gone.
+                var j = i + 1
+                while j < records.count, !records[j].compactsLog { j += 1 }
+                try persistCheckpoint(seq: seq, digest: digest, proof: proof, state: state,
+                                      following: records[(i + 1)..<j].map { $0.encoded() })
+                i = j
             } else {
-                try wal.append(record.encoded())
+                try wal.append(records[i].encoded())
+                i += 1
             }
         }
         try wal.sync()
     }
 
-    /// Writes the state file, compacts the log with a reference to it, then drops older files
-    /// (the order is what makes a crash anywhere recoverable; see the type's documentation).
-    private func persistCheckpoint(seq: SeqNum, digest: Digest, proof: [Checkpoint], state: [UInt8]) throws {
+    /// Writes the state file, compacts the log with a reference to it and `following`, then
+    /// drops older files (the order is what makes a crash anywhere recoverable; see the type's
+    /// documentation).
+    private func persistCheckpoint(seq: SeqNum, digest: Digest, proof: [Checkpoint], state: [UInt8], following: [[UInt8]] = []) throws {
         let sha256 = try checkpoints.write(seq: seq, state: state)
         let reference = CheckpointReference(
             seq: seq, digest: digest, proof: proof, stateLength: UInt64(state.count), sha256: sha256)
-        try wal.compact(startingWith: reference.encoded())
+        try wal.compact(startingWith: [reference.encoded()] + following)
         do {
             try checkpoints.removeAll(except: [seq])
         } catch {
