@@ -103,13 +103,13 @@ extension Replica {
         if let base, case .checkpoint(let seq, let digest, let proof, let state) = records[base] {
             let manifest = StateManifest(state: state, chunkBytes: config.stateChunkBytes)
             if manifest.digest == digest, (try? restoreCheckpointState(state)) != nil {
-                lastExecuted = seq
-                stableSeq = seq
-                stableDigest = digest
-                stableProof = proof
-                stableState = state
-                stableManifest = manifest
-                nextSeq = seq + 1
+                log.lastExecuted = seq
+                checkpoints.stableSeq = seq
+                checkpoints.stableDigest = digest
+                checkpoints.stableProof = proof
+                checkpoints.stableState = state
+                checkpoints.stableManifest = manifest
+                log.nextSeq = seq + 1
             } else {
                 out.events.append(.checkpointMismatch(seq: seq))
             }
@@ -118,59 +118,59 @@ extension Replica {
             switch record {
             case .checkpoint: break
             case .view(let v, let isActive):
-                view = v
-                phase = isActive ? .normal : .changing
+                viewChange.view = v
+                viewChange.phase = isActive ? .normal : .changing
             case .ownMessage(let m):
                 switch m {
                 case .prePrepare(let pp) where pp.seq > stableSeq:
-                    batches[pp.digest] = pp.requests
-                    slots[pp.seq, default: Slot()].prePrepare = pp.header
-                    slots[pp.seq]!.digest = pp.digest
-                    nextSeq = max(nextSeq, pp.seq + 1)
+                    log.batches[pp.digest] = pp.requests
+                    log.slots[pp.seq, default: Slot()].prePrepare = pp.header
+                    log.slots[pp.seq]!.digest = pp.digest
+                    log.nextSeq = max(log.nextSeq, pp.seq + 1)
                 case .prepare(let p) where p.seq > stableSeq:
-                    slots[p.seq, default: Slot()].prepares[id] = p
+                    log.slots[p.seq, default: Slot()].prepares[id] = p
                 case .commit(let c) where c.seq > stableSeq:
-                    slots[c.seq, default: Slot()].commits[id] = c
+                    log.slots[c.seq, default: Slot()].commits[id] = c
                 case .viewChange(let vc):
-                    viewChanges[id] = vc
+                    viewChange.received[id] = vc
                 default: break
                 }
             case .prepared(let cert) where cert.prePrepare.seq > stableSeq:
-                slots[cert.prePrepare.seq, default: Slot()].preparedCertificate = cert
+                log.slots[cert.prePrepare.seq, default: Slot()].preparedCertificate = cert
             case .committed(let cert) where cert.prePrepare.seq > stableSeq:
-                slots[cert.prePrepare.seq, default: Slot()].committed = true
-                slots[cert.prePrepare.seq]!.committedCertificate = cert
+                log.slots[cert.prePrepare.seq, default: Slot()].committed = true
+                log.slots[cert.prePrepare.seq]!.committedCertificate = cert
             case .batch(let requests):
-                batches[PrePrepare.batchDigest(requests)] = requests
+                log.batches[PrePrepare.batchDigest(requests)] = requests
             case .stableCheckpoint(let seq, let digest, let proof) where seq > stableSeq:
                 // Live, the replica executed what it could before it adopted this checkpoint and
                 // then dropped everything at or below it; recovery does the same, here.
                 executeReady(&out)
                 makeStable(seq: seq, digest: digest, proof: proof, state: nil, &out)
             case .newView(let nv):
-                lastNewView = nv
+                viewChange.lastNewView = nv
                 if nv.replica == id {
                     for pp in nv.prePrepares where pp.seq > stableSeq {
-                        slots[pp.seq, default: Slot()].prePrepare = pp
-                        slots[pp.seq]!.digest = pp.digest
-                        nextSeq = max(nextSeq, pp.seq + 1)
+                        log.slots[pp.seq, default: Slot()].prePrepare = pp
+                        log.slots[pp.seq]!.digest = pp.digest
+                        log.nextSeq = max(log.nextSeq, pp.seq + 1)
                     }
                 }
             default: break
             }
         }
         // Slots of the current view resume where they were: prepared ones keep their certificate.
-        for seq in slots.keys.sorted() {
-            guard var slot = slots[seq] else { continue }
+        for seq in log.slots.keys.sorted() {
+            guard var slot = log.slots[seq] else { continue }
             if let cert = slot.preparedCertificate, cert.prePrepare.view == view {
                 slot.prePrepare = cert.prePrepare
                 slot.digest = cert.prePrepare.digest
                 slot.prepared = true
                 for p in cert.prepares { slot.prepares[p.replica] = p }
             }
-            slots[seq] = slot
+            log.slots[seq] = slot
         }
-        if !active, let mine = viewChanges[id], mine.newView == view { viewChangeAttempts = 1 }
+        if !active, let mine = viewChange.received[id], mine.newView == view { viewChange.attempts = 1 }
         collectBodies()
         executeReady(&out)
         lastProgressTick = now

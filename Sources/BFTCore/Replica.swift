@@ -117,134 +117,6 @@ public struct ReplicaOutput: Sendable {
     public var isEmpty: Bool { persist.isEmpty && messages.isEmpty && deliveries.isEmpty && events.isEmpty }
 }
 
-/// Per-slot log entry for one sequence number inside the watermark window.
-struct Slot {
-    /// Accepted pre-prepare of the current view (its signed header; the body is kept by digest
-    /// in `Replica.batches`).
-    var prePrepare: PrePrepareHeader?
-    var digest: Digest?
-    var prepares: [ReplicaID: Prepare] = [:]
-    var commits: [ReplicaID: Commit] = [:]
-    var prepared = false
-    var committed = false
-    /// Prepared certificate of the highest view in which this slot prepared here (for VIEW-CHANGE).
-    var preparedCertificate: PreparedCertificate?
-    /// Committed certificate once committed here (served to lagging replicas).
-    var committedCertificate: CommittedCertificate?
-
-    mutating func resetForNewView() {
-        prePrepare = nil; digest = nil
-        prepares = [:]; commits = [:]
-        prepared = false
-        if committedCertificate == nil { committed = false }
-    }
-}
-
-/// Client table entry: exactly-once execution and the reply cache. Part of the checkpoint state,
-/// so identical on every correct replica.
-struct ClientRecord: Equatable {
-    var lastTimestamp: UInt64 = 0
-    /// Most recent replies, oldest first, at most `replyCacheDepth`.
-    var replies: [(timestamp: UInt64, result: [UInt8])] = []
-
-    static func == (a: ClientRecord, b: ClientRecord) -> Bool {
-        a.lastTimestamp == b.lastTimestamp && a.replies.elementsEqual(b.replies) { $0.timestamp == $1.timestamp && $0.result == $1.result }
-    }
-}
-
-/// A reply this replica signed when it executed the request (its batch's entries and the
-/// signature), kept so a retransmitted or replayed request costs no new signature. The result
-/// itself is in the client table.
-struct SignedReplyStub {
-    var timestamp: UInt64
-    var view: ViewNum
-    var seq: SeqNum
-    var entries: [Digest]
-    var signature: [UInt8]
-
-    init(_ reply: Reply) {
-        timestamp = reply.timestamp; view = reply.view; seq = reply.seq; entries = reply.entries; signature = reply.signature
-    }
-
-    func reply(client: ClientID, replica: ReplicaID, result: [UInt8]) -> Reply {
-        var r = Reply(view: view, timestamp: timestamp, client: client, replica: replica, result: result, seq: seq, entries: entries)
-        r.signature = signature
-        return r
-    }
-}
-
-/// A checkpoint state arriving in chunks, each checked against the certified manifest.
-struct StateAssembly {
-    let seq: SeqNum
-    let digest: Digest
-    let proof: [Checkpoint]
-    let manifest: StateManifest
-    var chunks: [Int: [UInt8]] = [:]
-    /// Chunks asked for so far (exclusive): the next FETCH goes out when all below it arrived.
-    var requestedUpTo = 0
-
-    init(seq: SeqNum, digest: Digest, proof: [Checkpoint], manifest: StateManifest) {
-        self.seq = seq; self.digest = digest; self.proof = proof; self.manifest = manifest
-    }
-
-    var firstMissing: Int {
-        var i = 0
-        while chunks[i] != nil { i += 1 }
-        return i
-    }
-
-    var isComplete: Bool { chunks.count == manifest.chunkDigests.count }
-}
-
-/// Requests waiting to be ordered, per client in timestamp order, with a fair deterministic
-/// order across clients. Bounded: `maxPerClient` per configured client.
-struct PendingRequests {
-    var byClient: [ClientID: [Request]] = [:]
-    /// Requests accepted on their client's session without a signature check: never proposed,
-    /// and never a reason to suspect the primary, until a checked copy arrives.
-    var unchecked: Set<Digest> = []
-    /// Clients with pending requests, in the order they first had one (round robin for batching).
-    var order: [ClientID] = []
-    var rotation = 0
-    let maxPerClient: Int
-
-    init(maxPerClient: Int) { self.maxPerClient = maxPerClient }
-
-    var isEmpty: Bool { order.isEmpty }
-    var count: Int { byClient.values.reduce(0) { $0 + $1.count } }
-
-    enum InsertResult { case inserted, duplicate, nowChecked, full }
-
-    func isChecked(_ r: Request) -> Bool { unchecked.isEmpty || !unchecked.contains(r.digest) }
-
-    mutating func insert(_ r: Request, signatureChecked: Bool = true) -> InsertResult {
-        var list = byClient[r.client] ?? []
-        if let existing = list.first(where: { $0.timestamp == r.timestamp }) {
-            if signatureChecked && existing.digest == r.digest && unchecked.remove(r.digest) != nil { return .nowChecked }
-            return .duplicate
-        }
-        if !signatureChecked { unchecked.insert(r.digest) }
-        if list.count >= maxPerClient { return .full }
-        let idx = list.firstIndex { $0.timestamp > r.timestamp } ?? list.count
-        list.insert(r, at: idx)
-        if list.count == 1 { order.append(r.client) }
-        byClient[r.client] = list
-        return .inserted
-    }
-
-    mutating func removeUpTo(client: ClientID, timestamp: UInt64) {
-        guard var list = byClient[client] else { return }
-        if !unchecked.isEmpty { for r in list where r.timestamp <= timestamp { unchecked.remove(r.digest) } }
-        list.removeAll { $0.timestamp <= timestamp }
-        if list.isEmpty {
-            byClient[client] = nil
-            order.removeAll { $0 == client }
-        } else {
-            byClient[client] = list
-        }
-    }
-}
-
 /// A PBFT replica as a deterministic state machine (Castro & Liskov, OSDI'99 §4).
 ///
 /// It owns no sockets, files, clocks, randomness or tasks: inputs are verified messages
@@ -256,71 +128,37 @@ public struct Replica {
     let signer: any MessageSigner
     let app: any ReplicatedApplication
 
-    // MARK: View state (§4.4)
-    /// Current view, or the view being moved to while a view change is in progress.
-    public internal(set) var view: ViewNum = 0
-    /// Where the replica is in the view-change protocol (§4.4) for `view`.
-    public internal(set) var phase: ViewPhase = .normal
-    /// False between sending VIEW-CHANGE for `view` and installing its NEW-VIEW.
-    public var active: Bool { phase == .normal }
-    var viewChangeAttempts = 0
-    var viewChanges: [ReplicaID: ViewChange] = [:]
-    public internal(set) var lastNewView: NewView?
+    // MARK: State, in the paper's parts (each checks its own invariants, see Replica+Invariants)
+    /// Per-client records with the reply cache, signed reply stubs, pending requests (§4.1).
+    var clients: ClientTable
+    /// Slots with their certificates, batch bodies, execution progress (§4.2).
+    var log = MessageLog()
+    /// Stable checkpoint, own checkpoints and votes, state transfer (§4.3).
+    var checkpoints = CheckpointState()
+    /// View, phase, VIEW-CHANGEs and NEW-VIEW, the timers that suspect the primary (§4.4).
+    var viewChange = ViewChangeState()
 
-    // MARK: Log and execution (§4.2, §4.3)
-    var slots: [SeqNum: Slot] = [:]
-    /// Next sequence number the primary assigns.
-    var nextSeq: SeqNum = 1
-    public internal(set) var lastExecuted: SeqNum = 0
+    /// Current view, or the view being moved to while a view change is in progress.
+    public var view: ViewNum { viewChange.view }
+    /// Where the replica is in the view-change protocol (§4.4) for `view`.
+    public var phase: ViewPhase { viewChange.phase }
+    /// False between sending VIEW-CHANGE for `view` and installing its NEW-VIEW.
+    public var active: Bool { viewChange.active }
+    /// The NEW-VIEW this replica installed last.
+    public var lastNewView: NewView? { viewChange.lastNewView }
+    public var lastExecuted: SeqNum { log.lastExecuted }
     /// Requests delivered so far (the index of the last delivery).
-    public internal(set) var executedCount: UInt64 = 0
-    var clients: [ClientID: ClientRecord] = [:]
-    /// Batch bodies by digest, for every batch a slot above the stable checkpoint names (and the
-    /// null batch). Pre-prepares, certificates, VIEW-CHANGEs and NEW-VIEWs name batches by
-    /// digest; a body this replica lacks is fetched (`Fetch.batches`) and checked against it.
-    var batches: [Digest: [Request]] = [PrePrepare.nullDigest: []]
-    /// The replies this replica signed, per client, for resending to a retransmitted request
-    /// without signing again. Local (the signature is this replica's), so not in the checkpoint;
-    /// at most `replyCacheDepth` per client, results omitted (they are in the client table).
-    var signedReplies: [ClientID: [SignedReplyStub]] = [:]
-    /// Cached replies resent per client in the current `retransmitTicks` interval.
-    var replayBudget: [ClientID: (interval: UInt64, sent: Int)] = [:]
-    var pending: PendingRequests
-    /// Highest timestamp per client assigned to a sequence number in this view but not yet executed.
-    var proposedTimestamps: [ClientID: UInt64] = [:]
+    public var executedCount: UInt64 { log.executedCount }
+    public var stableSeq: SeqNum { checkpoints.stableSeq }
+    public var stableDigest: Digest { checkpoints.stableDigest }
     /// Set while `step(_:[VerifiedMessage])` feeds a group of inputs.
     var proposalsDeferred = false
 
-    // MARK: Checkpoints (§4.3)
-    public internal(set) var stableSeq: SeqNum = 0
-    public internal(set) var stableDigest: Digest
-    var stableProof: [Checkpoint] = []
-    /// Checkpoint state at `stableSeq`, if this replica has it (served to others by state transfer).
-    var stableState: [UInt8]?
-    var stableManifest: StateManifest?
-    /// Our signature over (stableSeq, manifest digest) for STATE-TRANSFER chunks: made once per checkpoint.
-    var stableTransferSignature: [UInt8]?
-    var ownCheckpoints: [SeqNum: (digest: Digest, manifest: StateManifest, state: [UInt8])] = [:]
-    /// A checkpoint state being received in chunks.
-    var incomingState: StateAssembly?
-    /// Chunk tokens per peer we send state to (a token bucket in bytes).
-    var transferCredit: [ReplicaID: (bytes: Int, at: UInt64)] = [:]
-    /// The latest STATUS of each peer: FETCH for state is answered only when it shows the peer behind.
-    var peerStatus: [ReplicaID: Status] = [:]
-    var checkpointVotes: [SeqNum: [ReplicaID: Checkpoint]] = [:]
-
     // MARK: Timers, in ticks
     public internal(set) var now: UInt64 = 0
-    var viewChangeDeadline: UInt64?
-    /// Backups: when the primary must have sent a new pre-prepare (see `checkPrePrepareDeadline`).
-    var prePrepareDeadline: UInt64?
     var lastProgressTick: UInt64 = 0
     var nextRetransmit: UInt64 = 0
     var nextStatus: UInt64 = 0
-    var lastFetchSent: UInt64?
-    var lastFetchAnswered: [ReplicaID: UInt64] = [:]
-    /// Per peer: the tick before which we do not resend it our NEW-VIEW again.
-    var newViewResent: [ReplicaID: UInt64] = [:]
 
     // MARK: Accounting
     public internal(set) var dropCounts: [String: Int] = [:]
@@ -335,13 +173,12 @@ public struct Replica {
         self.config = config
         self.signer = signer
         self.app = application
-        self.pending = PendingRequests(maxPerClient: config.maxPendingPerClient)
-        self.stableDigest = .zero
+        self.clients = ClientTable(maxPendingPerClient: config.maxPendingPerClient)
         let genesis = checkpointState()
         let manifest = StateManifest(state: genesis, chunkBytes: config.stateChunkBytes)
-        self.stableDigest = manifest.digest
-        self.stableState = genesis
-        self.stableManifest = manifest
+        self.checkpoints.stableDigest = manifest.digest
+        self.checkpoints.stableState = genesis
+        self.checkpoints.stableManifest = manifest
         self.nextStatus = config.statusIntervalTicks
         self.nextRetransmit = config.retransmitTicks
     }
@@ -350,9 +187,9 @@ public struct Replica {
     public var isPrimary: Bool { primary == id }
     var f: Int { config.f }
     var highWatermark: SeqNum { stableSeq + config.watermarkWindow }
-    public var pendingRequestCount: Int { pending.count }
+    public var pendingRequestCount: Int { clients.pending.count }
     /// Highest sequence number with an accepted pre-prepare (for status/lag reporting).
-    public var highestSeqSeen: SeqNum { slots.keys.max() ?? lastExecuted }
+    public var highestSeqSeen: SeqNum { log.slots.keys.max() ?? lastExecuted }
 
     // MARK: - Inputs
 
@@ -400,8 +237,8 @@ public struct Replica {
     public mutating func tick(now newNow: UInt64) -> ReplicaOutput {
         var out = ReplicaOutput()
         now = max(now, newNow)
-        if let deadline = viewChangeDeadline, now >= deadline {
-            viewChangeDeadline = nil
+        if let deadline = viewChange.deadline, now >= deadline {
+            viewChange.deadline = nil
             startViewChange(to: view + 1, &out)
         }
         checkPrePrepareDeadline(&out)
@@ -442,7 +279,7 @@ public struct Replica {
     func inWindow(_ seq: SeqNum) -> Bool { seq > stableSeq && seq <= highWatermark }
 
     func viewChangeTimeout() -> UInt64 {
-        let shift = UInt64(min(max(viewChangeAttempts - 1, 0), 16))
+        let shift = UInt64(min(max(viewChange.attempts - 1, 0), 16))
         return min(config.viewChangeTimeoutTicks << shift, config.maxViewChangeTimeoutTicks)
     }
 
@@ -455,11 +292,11 @@ public struct Replica {
     /// view-change timer runs only for those, so a client that skips timestamps cannot make
     /// replicas suspect a correct primary.
     func hasOrderablePending() -> Bool {
-        for c in pending.order {
-            guard let first = pending.byClient[c]?.first else { continue }
-            let last = max(clients[c]?.lastTimestamp ?? 0, proposedTimestamps[c] ?? 0)
+        for c in clients.pending.order {
+            guard let first = clients.pending.byClient[c]?.first else { continue }
+            let last = max(clients.records[c]?.lastTimestamp ?? 0, clients.proposedTimestamps[c] ?? 0)
             if first.timestamp <= last { return true }  // assigned but not yet executed
-            if nextExecutable(first, after: last) && pending.isChecked(first) { return true }
+            if nextExecutable(first, after: last) && clients.pending.isChecked(first) { return true }
         }
         return false
     }
@@ -471,26 +308,21 @@ public struct Replica {
     /// Backups: each client's next request that is pending here and in no accepted pre-prepare.
     func unproposedPending(limit: Int) -> [Request] {
         var found: [Request] = []
-        for c in pending.order where found.count < limit {
-            guard let list = pending.byClient[c] else { continue }
-            let last = max(clients[c]?.lastTimestamp ?? 0, proposedTimestamps[c] ?? 0)
-            if let r = list.first(where: { $0.timestamp > last }), nextExecutable(r, after: last), pending.isChecked(r) { found.append(r) }
+        for c in clients.pending.order where found.count < limit {
+            guard let list = clients.pending.byClient[c] else { continue }
+            let last = max(clients.records[c]?.lastTimestamp ?? 0, clients.proposedTimestamps[c] ?? 0)
+            if let r = list.first(where: { $0.timestamp > last }), nextExecutable(r, after: last), clients.pending.isChecked(r) { found.append(r) }
         }
         return found
     }
 
-    /// Digests this replica already asked its caller to verify (bounded by the pending requests).
-    var verificationAsked: Set<Digest> = []
-    /// When the unchecked requests no pre-prepare carries get checked (see `askToVerifyUnchecked`).
-    var uncheckedDeadline: UInt64?
-
     /// Each client's next request that is pending unchecked and that no pre-prepare carries.
     func uncheckedUnproposed(limit: Int) -> [Request] {
         var found: [Request] = []
-        for c in pending.order where found.count < limit {
-            guard let list = pending.byClient[c] else { continue }
-            let last = max(clients[c]?.lastTimestamp ?? 0, proposedTimestamps[c] ?? 0)
-            if let r = list.first(where: { $0.timestamp > last }), nextExecutable(r, after: last), !pending.isChecked(r) { found.append(r) }
+        for c in clients.pending.order where found.count < limit {
+            guard let list = clients.pending.byClient[c] else { continue }
+            let last = max(clients.records[c]?.lastTimestamp ?? 0, clients.proposedTimestamps[c] ?? 0)
+            if let r = list.first(where: { $0.timestamp > last }), nextExecutable(r, after: last), !clients.pending.isChecked(r) { found.append(r) }
         }
         return found
     }
@@ -503,26 +335,26 @@ public struct Replica {
     /// here, and a client with bad signatures cannot make a correct primary look faulty.
     mutating func askToVerifyUnchecked(_ out: inout ReplicaOutput) {
         let waiting = uncheckedUnproposed(limit: Replica.maxForwardedRequests)
-        guard !waiting.isEmpty else { uncheckedDeadline = nil; return }
-        guard let deadline = uncheckedDeadline else { uncheckedDeadline = now + max(1, viewChangeTimeout() / 4); return }
+        guard !waiting.isEmpty else { clients.uncheckedDeadline = nil; return }
+        guard let deadline = clients.uncheckedDeadline else { clients.uncheckedDeadline = now + max(1, viewChangeTimeout() / 4); return }
         guard now >= deadline else { return }
-        uncheckedDeadline = nil
-        for r in waiting where verificationAsked.insert(r.digest).inserted { out.verifyRequests.append(r) }
-        if verificationAsked.count > 4 * config.clientCount * config.maxPendingPerClient + 64 {
-            verificationAsked = verificationAsked.filter { pending.unchecked.contains($0) }
+        clients.uncheckedDeadline = nil
+        for r in waiting where clients.verificationAsked.insert(r.digest).inserted { out.verifyRequests.append(r) }
+        if clients.verificationAsked.count > 4 * config.clientCount * config.maxPendingPerClient + 64 {
+            clients.verificationAsked = clients.verificationAsked.filter { clients.pending.unchecked.contains($0) }
         }
     }
 
     /// An unchecked request whose signature failed the caller's check: forgotten, never proposed.
     public mutating func discardUnverifiable(_ r: Request) {
-        guard pending.unchecked.contains(r.digest), var list = pending.byClient[r.client] else { return }
+        guard clients.pending.unchecked.contains(r.digest), var list = clients.pending.byClient[r.client] else { return }
         list.removeAll { $0.digest == r.digest }
-        pending.unchecked.remove(r.digest)
+        clients.pending.unchecked.remove(r.digest)
         if list.isEmpty {
-            pending.byClient[r.client] = nil
-            pending.order.removeAll { $0 == r.client }
+            clients.pending.byClient[r.client] = nil
+            clients.pending.order.removeAll { $0 == r.client }
         } else {
-            pending.byClient[r.client] = list
+            clients.pending.byClient[r.client] = list
         }
     }
 
@@ -537,10 +369,10 @@ public struct Replica {
     /// whose pipeline or window is full still sends one each time a batch executes, so load alone
     /// does not make it suspect.
     mutating func checkPrePrepareDeadline(_ out: inout ReplicaOutput) {
-        if active && !isPrimary && !pending.unchecked.isEmpty { askToVerifyUnchecked(&out) }
-        guard active, !isPrimary, hasUnproposedPending() else { prePrepareDeadline = nil; return }
+        if active && !isPrimary && !clients.pending.unchecked.isEmpty { askToVerifyUnchecked(&out) }
+        guard active, !isPrimary, hasUnproposedPending() else { viewChange.prePrepareDeadline = nil; return }
         let wait = max(1, viewChangeTimeout() / 2)
-        guard let deadline = prePrepareDeadline else { prePrepareDeadline = now + wait; return }
+        guard let deadline = viewChange.prePrepareDeadline else { viewChange.prePrepareDeadline = now + wait; return }
         if now == deadline - wait / 2 {
             // Halfway: the primary may simply not have the request (its copy was lost, or refused
             // while that client's window was full there). Forward it, as PBFT backups do, so a
@@ -549,7 +381,7 @@ public struct Replica {
             for r in unproposedPending(limit: Replica.maxForwardedRequests) { send(.replica(primary), .request(r), &out) }
         }
         if now >= deadline {
-            prePrepareDeadline = nil
+            viewChange.prePrepareDeadline = nil
             out.events.append(.prePrepareDeadlineMissed(primary: primary, waitedTicks: wait))
             startViewChange(to: view + 1, &out)
         }
@@ -558,16 +390,16 @@ public struct Replica {
     mutating func armViewChangeTimerIfNeeded() {
         guard active else { return }
         if hasOrderablePending() {
-            if viewChangeDeadline == nil { viewChangeDeadline = now + viewChangeTimeout() }
+            if viewChange.deadline == nil { viewChange.deadline = now + viewChangeTimeout() }
         } else {
-            viewChangeDeadline = nil
+            viewChange.deadline = nil
         }
     }
 
     // MARK: - Requests (§4.1)
 
     mutating func onRequest(_ r: Request, signatureChecked: Bool = true, _ out: inout ReplicaOutput) {
-        let record = clients[r.client] ?? ClientRecord()
+        let record = clients.records[r.client] ?? ClientRecord()
         if r.timestamp <= record.lastTimestamp {
             // Already executed: resend the cached reply, never execute twice.
             resendCachedReply(r, record, &out)
@@ -576,7 +408,7 @@ public struct Replica {
         if r.sessionStart && r.timestamp - record.lastTimestamp > config.maxSessionTimestampJump && r.timestamp != record.lastTimestamp + 1 {
             return drop(.request, .client(r.client), .sessionTimestampJump, &out)
         }
-        switch pending.insert(r, signatureChecked: signatureChecked) {
+        switch clients.pending.insert(r, signatureChecked: signatureChecked) {
         case .inserted: break
         case .duplicate: return
         case .nowChecked:
@@ -604,14 +436,14 @@ public struct Replica {
             return drop(.request, .client(r.client), .staleTimestamp, &out)
         }
         let interval = now / max(config.retransmitTicks, 1)
-        var budget = replayBudget[r.client] ?? (interval, 0)
+        var budget = clients.replayBudget[r.client] ?? (interval, 0)
         if budget.interval != interval { budget = (interval, 0) }
         guard budget.sent < config.maxReplayRepliesPerInterval else {
             return drop(.request, .client(r.client), .replayRateLimited, &out)
         }
         budget.sent += 1
-        replayBudget[r.client] = budget
-        if let stub = signedReplies[r.client]?.last(where: { $0.timestamp == r.timestamp }) {
+        clients.replayBudget[r.client] = budget
+        if let stub = clients.signedReplies[r.client]?.last(where: { $0.timestamp == r.timestamp }) {
             send(.client(r.client), .reply(stub.reply(client: r.client, replica: id, result: cached.result)), &out)
             return
         }
@@ -622,22 +454,22 @@ public struct Replica {
     }
 
     mutating func rememberSignedReply(_ reply: Reply) {
-        var list = signedReplies[reply.client] ?? []
+        var list = clients.signedReplies[reply.client] ?? []
         list.append(SignedReplyStub(reply))
         if list.count > config.replyCacheDepth { list.removeFirst(list.count - config.replyCacheDepth) }
-        signedReplies[reply.client] = list
+        clients.signedReplies[reply.client] = list
     }
 
     /// Primary: assigns sequence numbers to batches while the pipeline and the window allow.
     mutating func tryPropose(_ out: inout ReplicaOutput) {
         guard isPrimary && active else { return }
-        while nextSeq <= highWatermark && Int(nextSeq - 1 - min(lastExecuted, nextSeq - 1)) < config.maxInFlightBatches {
+        while log.nextSeq <= highWatermark && Int(log.nextSeq - 1 - min(lastExecuted, log.nextSeq - 1)) < config.maxInFlightBatches {
             let batch = cutBatch()
             if batch.isEmpty { return }
-            let pp = sign(PrePrepare(view: view, seq: nextSeq, replica: id, requests: batch))
+            let pp = sign(PrePrepare(view: view, seq: log.nextSeq, replica: id, requests: batch))
             out.persist.append(.ownMessage(.prePrepare(pp)))
-            batches[pp.digest] = pp.requests
-            nextSeq += 1
+            log.batches[pp.digest] = pp.requests
+            log.nextSeq += 1
             send(.allReplicas, .prePrepare(pp), &out)
             acceptPrePrepare(pp.header, &out)
         }
@@ -647,16 +479,16 @@ public struct Replica {
     mutating func cutBatch() -> [Request] {
         var batch: [Request] = []
         var bytes = 0
-        let clientsInOrder = pending.order
+        let clientsInOrder = clients.pending.order
         guard !clientsInOrder.isEmpty else { return [] }
-        let start = pending.rotation % clientsInOrder.count
-        pending.rotation &+= 1
+        let start = clients.pending.rotation % clientsInOrder.count
+        clients.pending.rotation &+= 1
         for k in 0..<clientsInOrder.count {
             let c = clientsInOrder[(start + k) % clientsInOrder.count]
-            guard let list = pending.byClient[c] else { continue }
-            var last = max(clients[c]?.lastTimestamp ?? 0, proposedTimestamps[c] ?? 0)
+            guard let list = clients.pending.byClient[c] else { continue }
+            var last = max(clients.records[c]?.lastTimestamp ?? 0, clients.proposedTimestamps[c] ?? 0)
             for r in list where r.timestamp > last {
-                guard nextExecutable(r, after: last), pending.isChecked(r) else { break }
+                guard nextExecutable(r, after: last), clients.pending.isChecked(r) else { break }
                 let size = r.operation.count + 81  // the request's encoded size
                 if batch.count >= config.maxBatchRequests || bytes + size > config.maxBatchBytes {
                     return batch
@@ -664,7 +496,7 @@ public struct Replica {
                 batch.append(r)
                 bytes += size
                 last = r.timestamp
-                proposedTimestamps[c] = last
+                clients.proposedTimestamps[c] = last
             }
         }
         return batch
@@ -680,14 +512,14 @@ public struct Replica {
         guard pp.replica != id else { return }
         // Signed by the primary of our view: it is making progress, even if this replica lags
         // too far behind to accept it.
-        prePrepareDeadline = nil
+        viewChange.prePrepareDeadline = nil
         guard inWindow(pp.seq) else { return drop(.prePrepare, from, .outsideWatermarks, &out) }
         guard pp.requests.count <= config.maxBatchRequests, batchIsWellFormed(pp.requests) else {
             return drop(.prePrepare, from, .malformedBatch, &out)
         }
-        if let existing = slots[pp.seq]?.prePrepare {
+        if let existing = log.slots[pp.seq]?.prePrepare {
             if existing.digest != pp.digest {
-                let first: Message = batches[existing.digest].map { .prePrepare(PrePrepare(header: existing, requests: $0)) }
+                let first: Message = log.batches[existing.digest].map { .prePrepare(PrePrepare(header: existing, requests: $0)) }
                     ?? .prePrepare(PrePrepare(header: existing, requests: []))
                 recordEquivocation(replica: pp.replica, view: pp.view, seq: pp.seq, first, .prePrepare(pp), &out)
                 drop(.prePrepare, from, .equivocation, &out)
@@ -696,7 +528,7 @@ public struct Replica {
             }
             return
         }
-        if let mine = slots[pp.seq]?.prepares[id], mine.view == pp.view, mine.digest != pp.digest {
+        if let mine = log.slots[pp.seq]?.prepares[id], mine.view == pp.view, mine.digest != pp.digest {
             // We prepared another batch for this view and sequence before a restart: never contradict it.
             return drop(.prePrepare, from, .conflictsWithOwnPrepare, &out)
         }
@@ -707,18 +539,18 @@ public struct Replica {
     /// Keeps a batch body whose digest was checked, persisting it the first time (a backup that
     /// prepared a batch must still have it after a crash: a later view may re-propose the digest).
     mutating func storeBody(_ requests: [Request], digest: Digest, _ out: inout ReplicaOutput) {
-        guard batches[digest] == nil else { return }
-        batches[digest] = requests
+        guard log.batches[digest] == nil else { return }
+        log.batches[digest] = requests
         out.persist.append(.batch(requests))
     }
 
     /// Digests named by slots above the last executed sequence number whose body this replica lacks.
     func missingBodies(limit: Int) -> [Digest] {
         var found: [Digest] = []
-        for seq in slots.keys.sorted() where seq > lastExecuted {
-            guard found.count < limit, let slot = slots[seq] else { break }
+        for seq in log.slots.keys.sorted() where seq > lastExecuted {
+            guard found.count < limit, let slot = log.slots[seq] else { break }
             let d = slot.committedCertificate?.prePrepare.digest ?? slot.digest
-            if let d, batches[d] == nil, !found.contains(d) { found.append(d) }
+            if let d, log.batches[d] == nil, !found.contains(d) { found.append(d) }
         }
         return found
     }
@@ -736,18 +568,18 @@ public struct Replica {
     /// Logs a pre-prepare of the current view and, at a backup, multicasts PREPARE. Preparing
     /// needs only the signed digest; executing needs the body (fetched if missing).
     mutating func acceptPrePrepare(_ pp: PrePrepareHeader, _ out: inout ReplicaOutput) {
-        var slot = slots[pp.seq] ?? Slot()
+        var slot = log.slots[pp.seq] ?? Slot()
         slot.prePrepare = pp
         slot.digest = pp.digest
-        slots[pp.seq] = slot
+        log.slots[pp.seq] = slot
         if pp.replica != id {
             // The primary is making progress: the pre-prepare deadline starts again, and its
             // requests count as proposed here too (for `hasUnproposedPending`).
-            prePrepareDeadline = nil
-            for r in batches[pp.digest] ?? [] { proposedTimestamps[r.client] = max(proposedTimestamps[r.client] ?? 0, r.timestamp) }
+            viewChange.prePrepareDeadline = nil
+            for r in log.batches[pp.digest] ?? [] { clients.proposedTimestamps[r.client] = max(clients.proposedTimestamps[r.client] ?? 0, r.timestamp) }
             let p = sign(Prepare(view: view, seq: pp.seq, digest: pp.digest, replica: id))
-            if slots[pp.seq]!.prepares[id] != p { out.persist.append(.ownMessage(.prepare(p))) }
-            slots[pp.seq]!.prepares[id] = p
+            if log.slots[pp.seq]!.prepares[id] != p { out.persist.append(.ownMessage(.prepare(p))) }
+            log.slots[pp.seq]!.prepares[id] = p
             send(.allReplicas, .prepare(p), &out)
         }
         checkPrepared(pp.seq, &out)
@@ -759,7 +591,7 @@ public struct Replica {
         guard active else { return drop(.prepare, from, .viewChangeInProgress, &out) }
         guard p.replica != config.primary(of: p.view) else { return drop(.prepare, from, .prepareFromPrimary, &out) }
         guard inWindow(p.seq) else { return drop(.prepare, from, .outsideWatermarks, &out) }
-        var slot = slots[p.seq] ?? Slot()
+        var slot = log.slots[p.seq] ?? Slot()
         if let existing = slot.prepares[p.replica] {
             if existing.digest != p.digest {
                 recordEquivocation(replica: p.replica, view: p.view, seq: p.seq, .prepare(existing), .prepare(p), &out)
@@ -768,13 +600,13 @@ public struct Replica {
             return
         }
         slot.prepares[p.replica] = p
-        slots[p.seq] = slot
+        log.slots[p.seq] = slot
         checkPrepared(p.seq, &out)
     }
 
     /// prepared(m, v, n, i): pre-prepare plus 2f matching prepares from distinct backups.
     mutating func checkPrepared(_ seq: SeqNum, _ out: inout ReplicaOutput) {
-        guard var slot = slots[seq], !slot.prepared, let pp = slot.prePrepare, let d = slot.digest else { return }
+        guard var slot = log.slots[seq], !slot.prepared, let pp = slot.prePrepare, let d = slot.digest else { return }
         let matching = slot.prepares.values
             .filter { $0.view == pp.view && $0.digest == d && $0.replica != pp.replica }
             .sorted { $0.replica < $1.replica }
@@ -785,7 +617,7 @@ public struct Replica {
         let c = sign(Commit(view: view, seq: seq, digest: d, replica: id))
         out.persist.append(.ownMessage(.commit(c)))
         slot.commits[id] = c
-        slots[seq] = slot
+        log.slots[seq] = slot
         send(.allReplicas, .commit(c), &out)
         checkCommitted(seq, &out)
     }
@@ -795,7 +627,7 @@ public struct Replica {
         guard c.view == view else { return drop(.commit, from, c.view < view ? .staleView : .futureView, &out) }
         guard active else { return drop(.commit, from, .viewChangeInProgress, &out) }
         guard inWindow(c.seq) else { return drop(.commit, from, .outsideWatermarks, &out) }
-        var slot = slots[c.seq] ?? Slot()
+        var slot = log.slots[c.seq] ?? Slot()
         if let existing = slot.commits[c.replica] {
             if existing.digest != c.digest {
                 recordEquivocation(replica: c.replica, view: c.view, seq: c.seq, .commit(existing), .commit(c), &out)
@@ -804,19 +636,19 @@ public struct Replica {
             return
         }
         slot.commits[c.replica] = c
-        slots[c.seq] = slot
+        log.slots[c.seq] = slot
         checkCommitted(c.seq, &out)
     }
 
     /// committed-local(m, v, n, i): prepared plus 2f+1 matching commits.
     mutating func checkCommitted(_ seq: SeqNum, _ out: inout ReplicaOutput) {
-        guard var slot = slots[seq], slot.prepared, !slot.committed, let pp = slot.prePrepare, let d = slot.digest else { return }
+        guard var slot = log.slots[seq], slot.prepared, !slot.committed, let pp = slot.prePrepare, let d = slot.digest else { return }
         let matching = slot.commits.values.filter { $0.view == pp.view && $0.digest == d }.sorted { $0.replica < $1.replica }
         guard matching.count >= config.quorum else { return }
         slot.committed = true
         slot.committedCertificate = CommittedCertificate(prePrepare: pp, commits: Array(matching.prefix(config.quorum)))
         out.persist.append(.committed(slot.committedCertificate!))
-        slots[seq] = slot
+        log.slots[seq] = slot
         executeReady(&out)
     }
 
@@ -824,21 +656,21 @@ public struct Replica {
 
     mutating func executeReady(_ out: inout ReplicaOutput) {
         var progressed = false
-        while let slot = slots[lastExecuted + 1], slot.committed, let cert = slot.committedCertificate,
-              let body = batches[cert.prePrepare.digest] {
+        while let slot = log.slots[lastExecuted + 1], slot.committed, let cert = slot.committedCertificate,
+              let body = log.batches[cert.prePrepare.digest] {
             execute(PrePrepare(header: cert.prePrepare, requests: body), &out)
             progressed = true
         }
         if progressed {
             lastProgressTick = now
-            prePrepareDeadline = nil
+            viewChange.prePrepareDeadline = nil
             if active {
-                viewChangeAttempts = 0
-                viewChangeDeadline = nil
+                viewChange.attempts = 0
+                viewChange.deadline = nil
                 armViewChangeTimerIfNeeded()
             }
             if isPrimary && active && !proposalsDeferred {
-                if nextSeq <= lastExecuted { nextSeq = lastExecuted + 1 }
+                if log.nextSeq <= lastExecuted { log.nextSeq = lastExecuted + 1 }
                 tryPropose(&out)
             }
         }
@@ -848,23 +680,23 @@ public struct Replica {
         let seq = pp.seq
         var replies: [Reply] = []
         for r in pp.requests {
-            var record = clients[r.client] ?? ClientRecord()
+            var record = clients.records[r.client] ?? ClientRecord()
             // Repeated or out-of-order timestamps are never executed: the client retransmits.
             guard r.timestamp > record.lastTimestamp else { continue }
             guard nextExecutable(r, after: record.lastTimestamp) else {
                 // A gap (only a faulty primary or a view change leaves one): let it be proposed again.
-                proposedTimestamps[r.client] = nil
+                clients.proposedTimestamps[r.client] = nil
                 continue
             }
-            executedCount += 1
+            log.executedCount += 1
             let ctx = ExecutionContext(client: r.client, timestamp: r.timestamp, seq: seq, index: executedCount)
             let result = app.execute(r.operation, context: ctx)
             record.lastTimestamp = r.timestamp
             record.replies.append((r.timestamp, result))
             if record.replies.count > config.replyCacheDepth { record.replies.removeFirst(record.replies.count - config.replyCacheDepth) }
-            clients[r.client] = record
-            pending.removeUpTo(client: r.client, timestamp: r.timestamp)
-            if let p = proposedTimestamps[r.client], p <= r.timestamp { proposedTimestamps[r.client] = nil }
+            clients.records[r.client] = record
+            clients.pending.removeUpTo(client: r.client, timestamp: r.timestamp)
+            if let p = clients.proposedTimestamps[r.client], p <= r.timestamp { clients.proposedTimestamps[r.client] = nil }
             out.deliveries.append(Delivery(index: executedCount, seq: seq, view: pp.view, client: r.client,
                                            timestamp: r.timestamp, digest: r.digest, result: result))
             replies.append(Reply(view: view, timestamp: r.timestamp, client: r.client, replica: id, result: result, seq: seq))
@@ -882,7 +714,7 @@ public struct Replica {
                 send(.client(reply.client), .reply(reply), &out)
             }
         }
-        lastExecuted = seq
+        log.lastExecuted = seq
         if seq % config.checkpointInterval == 0 {
             takeCheckpoint(seq, &out)
         }
@@ -893,12 +725,12 @@ public struct Replica {
     /// The state a checkpoint certifies: delivery count, client table and application snapshot.
     func checkpointState() -> [UInt8] {
         let snapshot = app.snapshot()
-        var w = WireWriter(capacity: 64 + snapshot.count + clients.count * 32)
+        var w = WireWriter(capacity: 64 + snapshot.count + clients.records.count * 32)
         w.u64(executedCount)
-        let ids = clients.keys.sorted()
+        let ids = clients.records.keys.sorted()
         w.u32(UInt32(ids.count))
         for c in ids {
-            let rec = clients[c]!
+            let rec = clients.records[c]!
             w.u32(c); w.u64(rec.lastTimestamp)
             w.u32(UInt32(rec.replies.count))
             for (t, res) in rec.replies { w.u64(t); w.blob(res) }
@@ -923,26 +755,26 @@ public struct Replica {
         let snapshot = try r.blob(field: "snapshot", limit: config.maxApplicationStateBytes)
         try r.finish()
         try app.restore(from: snapshot)
-        executedCount = count
-        clients = table
-        signedReplies = [:]
+        log.executedCount = count
+        clients.records = table
+        clients.signedReplies = [:]
     }
 
     mutating func takeCheckpoint(_ seq: SeqNum, _ out: inout ReplicaOutput) {
         let state = checkpointState()
         let manifest = StateManifest(state: state, chunkBytes: config.stateChunkBytes)
         let digest = manifest.digest
-        ownCheckpoints[seq] = (digest, manifest, state)
+        checkpoints.own[seq] = (digest, manifest, state)
         let cp = sign(Checkpoint(seq: seq, digest: digest, replica: id))
-        checkpointVotes[seq, default: [:]][id] = cp
+        checkpoints.votes[seq, default: [:]][id] = cp
         send(.allReplicas, .checkpoint(cp), &out)
-        if seq == stableSeq && stableState == nil {
+        if seq == stableSeq && checkpoints.stableState == nil {
             // We adopted this checkpoint as stable before reaching it (from a NEW-VIEW or from
             // 2f+1 CHECKPOINTs); now that we reached it ourselves we can serve its state.
             if digest == stableDigest {
-                stableState = state
-                stableManifest = manifest
-                persistCheckpoint(seq: seq, digest: digest, proof: stableProof, state: state, &out)
+                checkpoints.stableState = state
+                checkpoints.stableManifest = manifest
+                persistCheckpoint(seq: seq, digest: digest, proof: checkpoints.stableProof, state: state, &out)
             } else {
                 out.events.append(.checkpointMismatch(seq: seq))
             }
@@ -955,7 +787,7 @@ public struct Replica {
         guard cp.seq <= highWatermark + config.watermarkWindow else {
             return drop(.checkpoint, .replica(cp.replica), .outsideWatermarks, &out)
         }
-        checkpointVotes[cp.seq, default: [:]][cp.replica] = cp
+        checkpoints.votes[cp.seq, default: [:]][cp.replica] = cp
         let before = stableSeq
         checkStable(cp.seq, &out)
         // A higher low watermark opens the window: a primary held at its high watermark proposes.
@@ -964,13 +796,13 @@ public struct Replica {
 
     /// A checkpoint is stable once 2f+1 replicas signed the same digest for it.
     mutating func checkStable(_ seq: SeqNum, _ out: inout ReplicaOutput) {
-        guard seq > stableSeq, let votes = checkpointVotes[seq] else { return }
+        guard seq > stableSeq, let votes = checkpoints.votes[seq] else { return }
         var byDigest: [Digest: [Checkpoint]] = [:]
         for cp in votes.values { byDigest[cp.digest, default: []].append(cp) }
         guard let (digest, proofVotes) = byDigest.first(where: { $0.value.count >= config.quorum }) else { return }
         let proof = Array(proofVotes.sorted { $0.replica < $1.replica }.prefix(config.quorum))
         var state: (StateManifest, [UInt8])? = nil
-        if let own = ownCheckpoints[seq] {
+        if let own = checkpoints.own[seq] {
             if own.digest == digest {
                 state = (own.manifest, own.state)
             } else {
@@ -984,35 +816,35 @@ public struct Replica {
     /// Moves the low watermark to `seq` and discards everything at or below it.
     mutating func makeStable(seq: SeqNum, digest: Digest, proof: [Checkpoint], state: (StateManifest, [UInt8])?, _ out: inout ReplicaOutput) {
         guard seq > stableSeq else { return }
-        stableSeq = seq
-        stableDigest = digest
-        stableProof = proof
-        stableManifest = state?.0
-        stableState = state?.1
-        stableTransferSignature = nil
-        slots = slots.filter { $0.key > seq }
+        checkpoints.stableSeq = seq
+        checkpoints.stableDigest = digest
+        checkpoints.stableProof = proof
+        checkpoints.stableManifest = state?.0
+        checkpoints.stableState = state?.1
+        checkpoints.stableTransferSignature = nil
+        log.slots = log.slots.filter { $0.key > seq }
         collectBodies()
         if let state {
             persistCheckpoint(seq: seq, digest: digest, proof: proof, state: state.1, &out)
         } else {
             out.persist.append(.stableCheckpoint(seq: seq, digest: digest, proof: proof))
         }
-        checkpointVotes = checkpointVotes.filter { $0.key > seq }
-        ownCheckpoints = ownCheckpoints.filter { $0.key > seq }
-        if let incoming = incomingState, incoming.seq < seq || (incoming.seq == seq && state != nil) { incomingState = nil }
-        if nextSeq <= seq { nextSeq = seq + 1 }
+        checkpoints.votes = checkpoints.votes.filter { $0.key > seq }
+        checkpoints.own = checkpoints.own.filter { $0.key > seq }
+        if let incoming = checkpoints.incomingState, incoming.seq < seq || (incoming.seq == seq && state != nil) { checkpoints.incomingState = nil }
+        if log.nextSeq <= seq { log.nextSeq = seq + 1 }
         out.events.append(.checkpointStable(seq: seq, digest: digest))
     }
 
     /// Keeps only the bodies that slots still name (and the null batch).
     mutating func collectBodies() {
         var keep: Set<Digest> = [PrePrepare.nullDigest]
-        for slot in slots.values {
+        for slot in log.slots.values {
             if let d = slot.digest { keep.insert(d) }
             if let c = slot.committedCertificate { keep.insert(c.prePrepare.digest) }
             if let p = slot.preparedCertificate { keep.insert(p.prePrepare.digest) }
         }
-        batches = batches.filter { keep.contains($0.key) }
+        log.batches = log.batches.filter { keep.contains($0.key) }
     }
 
     /// A checkpoint record lets the log drop everything before it, so everything still needed
@@ -1023,12 +855,12 @@ public struct Replica {
         out.persist.append(.view(view, active: active))
         if let nv = lastNewView { out.persist.append(.newView(nv)) }
         var written: Set<Digest> = [PrePrepare.nullDigest]
-        for seq in slots.keys.sorted() {
-            guard let slot = slots[seq] else { continue }
+        for seq in log.slots.keys.sorted() {
+            guard let slot = log.slots[seq] else { continue }
             for d in [slot.digest, slot.committedCertificate?.prePrepare.digest, slot.preparedCertificate?.prePrepare.digest] {
-                if let d, let body = batches[d], written.insert(d).inserted { out.persist.append(.batch(body)) }
+                if let d, let body = log.batches[d], written.insert(d).inserted { out.persist.append(.batch(body)) }
             }
-            if let pp = slot.prePrepare, pp.replica == id, let body = batches[pp.digest] {
+            if let pp = slot.prePrepare, pp.replica == id, let body = log.batches[pp.digest] {
                 out.persist.append(.ownMessage(.prePrepare(PrePrepare(header: pp, requests: body))))
             }
             if let p = slot.prepares[id] { out.persist.append(.ownMessage(.prepare(p))) }
@@ -1036,7 +868,7 @@ public struct Replica {
             if let cert = slot.preparedCertificate { out.persist.append(.prepared(cert)) }
             if let cert = slot.committedCertificate { out.persist.append(.committed(cert)) }
         }
-        if let vc = viewChanges[id] { out.persist.append(.ownMessage(.viewChange(vc))) }
+        if let vc = viewChange.received[id] { out.persist.append(.ownMessage(.viewChange(vc))) }
     }
 
     // MARK: - Catch-up and state transfer
@@ -1045,9 +877,9 @@ public struct Replica {
     /// whose last requested chunks all arrived): it names the chunk of the checkpoint state we
     /// assemble, and the batch bodies we lack.
     mutating func requestFetch(from peer: ReplicaID?, continuing: Bool = false, _ out: inout ReplicaOutput) {
-        if !continuing, let last = lastFetchSent, now < last + config.fetchCooldownTicks { return }
-        lastFetchSent = now
-        if incomingState != nil { incomingState!.requestedUpTo = incomingState!.firstMissing + config.stateTransferBurstChunks }
+        if !continuing, let last = checkpoints.lastFetchSent, now < last + config.fetchCooldownTicks { return }
+        checkpoints.lastFetchSent = now
+        if checkpoints.incomingState != nil { checkpoints.incomingState!.requestedUpTo = checkpoints.incomingState!.firstMissing + config.stateTransferBurstChunks }
         let fetch = makeFetch()
         if let peer, peer != id {
             send(.replica(peer), .fetch(fetch), &out)
@@ -1058,13 +890,13 @@ public struct Replica {
 
     func makeFetch() -> Fetch {
         sign(Fetch(view: view, lastExecuted: lastExecuted, replica: id,
-                   stateSeq: incomingState?.seq ?? 0, nextChunk: UInt32(incomingState?.firstMissing ?? 0),
+                   stateSeq: checkpoints.incomingState?.seq ?? 0, nextChunk: UInt32(checkpoints.incomingState?.firstMissing ?? 0),
                    batches: missingBodies(limit: Fetch.maxBatches)))
     }
 
     mutating func onStatus(_ s: Status, _ out: inout ReplicaOutput) {
         guard s.replica != id else { return }
-        peerStatus[s.replica] = s
+        checkpoints.peerStatus[s.replica] = s
         let stalled = now >= lastProgressTick + config.retransmitTicks
         // Behind our own stable checkpoint, only a peer at or past it can help.
         let canHelp = lastExecuted >= stableSeq || s.stableSeq >= stableSeq
@@ -1079,8 +911,8 @@ public struct Replica {
         // and nobody retransmits a checkpoint once it is stable. Left alone, a primary in that
         // state stops at its high watermark until a view change. The 2f+1 signed CHECKPOINTs of
         // our proof let it move on (at most once per STATUS it sends, so bounded by its rate).
-        if s.stableSeq < stableSeq && !stableProof.isEmpty {
-            for cp in stableProof { send(.replica(s.replica), .checkpoint(cp), &out) }
+        if s.stableSeq < stableSeq && !checkpoints.stableProof.isEmpty {
+            for cp in checkpoints.stableProof { send(.replica(s.replica), .checkpoint(cp), &out) }
         }
     }
 
@@ -1090,26 +922,26 @@ public struct Replica {
         // Chunks of our stable checkpoint state: only to a peer whose own STATUS shows it behind
         // that checkpoint (a replayed FETCH from a peer that caught up gets nothing), and at
         // most `stateTransferBytesPerTick` per tick per peer.
-        if fetch.lastExecuted < stableSeq, let status = peerStatus[peer], status.lastExecuted < stableSeq {
+        if fetch.lastExecuted < stableSeq, let status = checkpoints.peerStatus[peer], status.lastExecuted < stableSeq {
             sendStateChunks(to: peer, fetch: fetch, &out)
         }
         // Bodies the peer lacks (cheap to sign: the signature covers the batch digest).
         var sentBodies = 0
         for d in fetch.batches where sentBodies < Fetch.maxBatches {
-            guard d != PrePrepare.nullDigest, let body = batches[d] else { continue }
+            guard d != PrePrepare.nullDigest, let body = log.batches[d] else { continue }
             send(.replica(peer), .batch(sign(BatchBody(replica: id, requests: body))), &out)
             sentBodies += 1
         }
-        if let last = lastFetchAnswered[peer], now < last + config.fetchCooldownTicks / 2 {
+        if let last = checkpoints.lastFetchAnswered[peer], now < last + config.fetchCooldownTicks / 2 {
             return drop(.fetch, .replica(peer), .fetchRateLimited, &out)
         }
-        lastFetchAnswered[peer] = now
-        let from = max(fetch.lastExecuted, fetch.lastExecuted < stableSeq && stableState != nil ? stableSeq : 0)
+        checkpoints.lastFetchAnswered[peer] = now
+        let from = max(fetch.lastExecuted, fetch.lastExecuted < stableSeq && checkpoints.stableState != nil ? stableSeq : 0)
         var entries: [CatchUpEntry] = []
         var bytes = 0
         var s = from + 1
         while s <= lastExecuted && entries.count < config.limits.maxCatchUpEntries,
-              let cert = slots[s]?.committedCertificate, let body = batches[cert.prePrepare.digest] {
+              let cert = log.slots[s]?.committedCertificate, let body = log.batches[cert.prePrepare.digest] {
             let size = body.reduce(0) { $0 + $1.operation.count + 81 }
             if !entries.isEmpty && bytes + size > config.maxCatchUpBytes { break }
             entries.append(CatchUpEntry(certificate: cert, requests: body))
@@ -1127,19 +959,19 @@ public struct Replica {
     /// Sends the chunks of our stable state the FETCH asks for (from its `nextChunk` if it
     /// assembles our checkpoint, else from the start), within the peer's token bucket.
     mutating func sendStateChunks(to peer: ReplicaID, fetch: Fetch, _ out: inout ReplicaOutput) {
-        guard let state = stableState, let manifest = stableManifest else { return }
+        guard let state = checkpoints.stableState, let manifest = checkpoints.stableManifest else { return }
         let chunkBytes = config.stateChunkBytes
         let cap = config.stateTransferBurstChunks * chunkBytes
-        var credit = transferCredit[peer] ?? (cap, now)
+        var credit = checkpoints.transferCredit[peer] ?? (cap, now)
         credit.bytes = min(cap, credit.bytes + Int(min(now - credit.at, UInt64(cap))) * config.stateTransferBytesPerTick)
         credit.at = now
-        defer { transferCredit[peer] = credit }
+        defer { checkpoints.transferCredit[peer] = credit }
         let signature: [UInt8]
-        if let sig = stableTransferSignature {
+        if let sig = checkpoints.stableTransferSignature {
             signature = sig
         } else {
-            signature = sign(StateTransfer(seq: stableSeq, proof: stableProof, manifest: manifest, index: 0, chunk: [], replica: id)).signature
-            stableTransferSignature = signature
+            signature = sign(StateTransfer(seq: stableSeq, proof: checkpoints.stableProof, manifest: manifest, index: 0, chunk: [], replica: id)).signature
+            checkpoints.stableTransferSignature = signature
         }
         var index = fetch.stateSeq == stableSeq ? Int(fetch.nextChunk) : 0
         var sent = 0
@@ -1151,7 +983,7 @@ public struct Replica {
                 break
             }
             credit.bytes -= range.count
-            var st = StateTransfer(seq: stableSeq, proof: stableProof, manifest: manifest, index: UInt32(index),
+            var st = StateTransfer(seq: stableSeq, proof: checkpoints.stableProof, manifest: manifest, index: UInt32(index),
                                    chunk: Array(state[range]), replica: id)
             st.signature = signature
             send(.replica(peer), .stateTransfer(st), &out)
@@ -1182,10 +1014,10 @@ public struct Replica {
         guard manifest.totalBytes <= UInt64(config.maxCheckpointStateBytes), manifest.chunkDigests.count == expectedChunks else {
             return drop(.stateTransfer, from, .stateManifestInvalid, &out)
         }
-        if incomingState == nil || incomingState!.seq < st.seq {
-            incomingState = StateAssembly(seq: st.seq, digest: digest, proof: st.proof, manifest: manifest)
+        if checkpoints.incomingState == nil || checkpoints.incomingState!.seq < st.seq {
+            checkpoints.incomingState = StateAssembly(seq: st.seq, digest: digest, proof: st.proof, manifest: manifest)
         }
-        guard var assembly = incomingState, assembly.seq == st.seq, assembly.digest == digest else { return }
+        guard var assembly = checkpoints.incomingState, assembly.seq == st.seq, assembly.digest == digest else { return }
         if expectedChunks > 0 {
             let index = Int(st.index)
             guard index < expectedChunks, st.chunk.count == manifest.range(of: index, chunkBytes: chunkBytes).count,
@@ -1195,12 +1027,12 @@ public struct Replica {
             assembly.chunks[index] = st.chunk
         }
         guard assembly.isComplete else {
-            incomingState = assembly
+            checkpoints.incomingState = assembly
             // All chunks we asked for so far arrived: ask the same peer for the next ones now.
             if assembly.firstMissing >= assembly.requestedUpTo { requestFetch(from: st.replica, continuing: true, &out) }
             return
         }
-        incomingState = nil
+        checkpoints.incomingState = nil
         var state: [UInt8] = []
         state.reserveCapacity(Int(manifest.totalBytes))
         for i in 0..<expectedChunks { state.append(contentsOf: assembly.chunks[i]!) }
@@ -1209,17 +1041,17 @@ public struct Replica {
         } catch {
             return drop(.stateTransfer, from, .undecodableState, &out)
         }
-        lastExecuted = st.seq
+        log.lastExecuted = st.seq
         lastProgressTick = now
-        for (c, rec) in clients { pending.removeUpTo(client: c, timestamp: rec.lastTimestamp) }
-        proposedTimestamps = [:]
-        slots = slots.filter { $0.key > st.seq }
+        for (c, rec) in clients.records { clients.pending.removeUpTo(client: c, timestamp: rec.lastTimestamp) }
+        clients.proposedTimestamps = [:]
+        log.slots = log.slots.filter { $0.key > st.seq }
         collectBodies()
         if st.seq > stableSeq {
             makeStable(seq: st.seq, digest: digest, proof: st.proof, state: (manifest, state), &out)
         } else if st.seq == stableSeq {
-            stableState = state
-            stableManifest = manifest
+            checkpoints.stableState = state
+            checkpoints.stableManifest = manifest
             persistCheckpoint(seq: st.seq, digest: digest, proof: st.proof, state: state, &out)
         }
         out.events.append(.stateTransferred(seq: st.seq))
@@ -1261,7 +1093,7 @@ public struct Replica {
                 continue
             }
             guard inWindow(seq) else { break }
-            var slot = slots[seq] ?? Slot()
+            var slot = log.slots[seq] ?? Slot()
             if let mine = slot.committedCertificate, mine.prePrepare.digest != cert.prePrepare.digest {
                 // Two committed certificates for one sequence number cannot both be valid with
                 // at most f faulty replicas; keep ours and refuse the other.
@@ -1272,7 +1104,7 @@ public struct Replica {
                 slot.committed = true
                 slot.committedCertificate = cert
                 out.persist.append(.committed(cert))
-                slots[seq] = slot
+                log.slots[seq] = slot
             }
         }
         executeReady(&out)
@@ -1280,8 +1112,8 @@ public struct Replica {
 
     /// A batch body we asked for: kept if some slot names its digest and we lack it.
     mutating func onBatch(_ b: BatchBody, _ out: inout ReplicaOutput) {
-        guard batches[b.digest] == nil else { return }
-        let wanted = slots.contains { seq, slot in
+        guard log.batches[b.digest] == nil else { return }
+        let wanted = log.slots.contains { seq, slot in
             seq > lastExecuted && (slot.digest == b.digest || slot.committedCertificate?.prePrepare.digest == b.digest
                 || slot.preparedCertificate?.prePrepare.digest == b.digest)
         }
@@ -1290,9 +1122,9 @@ public struct Replica {
             return drop(.batch, .replica(b.replica), .malformedBatch, &out)
         }
         storeBody(b.requests, digest: b.digest, &out)
-        for seq in slots.keys.sorted() where seq > lastExecuted {
-            guard slots[seq]?.digest == b.digest, let pp = slots[seq]?.prePrepare, pp.replica != id else { continue }
-            for r in b.requests { proposedTimestamps[r.client] = max(proposedTimestamps[r.client] ?? 0, r.timestamp) }
+        for seq in log.slots.keys.sorted() where seq > lastExecuted {
+            guard log.slots[seq]?.digest == b.digest, let pp = log.slots[seq]?.prePrepare, pp.replica != id else { continue }
+            for r in b.requests { clients.proposedTimestamps[r.client] = max(clients.proposedTimestamps[r.client] ?? 0, r.timestamp) }
         }
         executeReady(&out)
     }
@@ -1301,7 +1133,7 @@ public struct Replica {
 
     mutating func retransmit(_ out: inout ReplicaOutput) {
         if !active {
-            if let mine = viewChanges[id], mine.newView == view { send(.allReplicas, .viewChange(mine), &out) }
+            if let mine = viewChange.received[id], mine.newView == view { send(.allReplicas, .viewChange(mine), &out) }
             // The new primary resends its NEW-VIEW when our VIEW-CHANGE reaches it, and also
             // answers a FETCH with it: a second way in, should one of the two keep getting lost.
             // This FETCH does not take the cooldown: a STATUS-driven FETCH to a peer that is ahead
@@ -1309,45 +1141,45 @@ public struct Replica {
             if config.primary(of: view) != id { send(.replica(config.primary(of: view)), .fetch(makeFetch()), &out) }
             return
         }
-        let stuck = slots.keys.filter { $0 > lastExecuted }.sorted()
+        let stuck = log.slots.keys.filter { $0 > lastExecuted }.sorted()
         for seq in stuck {
-            guard let slot = slots[seq], !slot.committed else { continue }
-            if let pp = slot.prePrepare, pp.replica == id, let body = batches[pp.digest] {
+            guard let slot = log.slots[seq], !slot.committed else { continue }
+            if let pp = slot.prePrepare, pp.replica == id, let body = log.batches[pp.digest] {
                 send(.allReplicas, .prePrepare(PrePrepare(header: pp, requests: body)), &out)
             }
             if let p = slot.prepares[id], p.view == view { send(.allReplicas, .prepare(p), &out) }
             if let c = slot.commits[id], c.view == view { send(.allReplicas, .commit(c), &out) }
         }
         // A committed slot still needs others' progress when our own commit was lost.
-        if let latest = ownCheckpoints.keys.max(), let cp = checkpointVotes[latest]?[id] {
+        if let latest = checkpoints.own.keys.max(), let cp = checkpoints.votes[latest]?[id] {
             send(.allReplicas, .checkpoint(cp), &out)
         }
         if hasOrderablePending() && isPrimary { tryPropose(&out) }
         // Certified digests whose bodies we lack (after a NEW-VIEW): ask everyone.
         if !missingBodies(limit: 1).isEmpty { requestFetch(from: nil, &out) }
         // A state transfer that stalled (a lost chunk): ask again.
-        if incomingState != nil { requestFetch(from: nil, &out) }
+        if checkpoints.incomingState != nil { requestFetch(from: nil, &out) }
     }
 
     // MARK: - View change (§4.4)
 
     mutating func startViewChange(to newView: ViewNum, _ out: inout ReplicaOutput) {
         guard newView > view || (newView == view && active) else { return }
-        view = newView
-        phase = .changing
+        viewChange.view = newView
+        viewChange.phase = .changing
         var certs: [PreparedCertificate] = []
-        for seq in slots.keys.sorted() where seq > stableSeq {
-            if let cert = slots[seq]?.preparedCertificate { certs.append(cert) }
+        for seq in log.slots.keys.sorted() where seq > stableSeq {
+            if let cert = log.slots[seq]?.preparedCertificate { certs.append(cert) }
         }
         let vc = sign(ViewChange(newView: newView, stableSeq: stableSeq, stableDigest: stableDigest,
-                                 checkpointProof: stableProof, prepared: certs, replica: id))
-        viewChanges = viewChanges.filter { $0.value.newView > newView }
-        viewChanges[id] = vc
+                                 checkpointProof: checkpoints.stableProof, prepared: certs, replica: id))
+        viewChange.received = viewChange.received.filter { $0.value.newView > newView }
+        viewChange.received[id] = vc
         out.persist.append(.view(newView, active: false))
         out.persist.append(.ownMessage(.viewChange(vc)))
         send(.allReplicas, .viewChange(vc), &out)
-        viewChangeDeadline = nil
-        viewChangeAttempts += 1
+        viewChange.deadline = nil
+        viewChange.attempts += 1
         out.events.append(.viewChangeStarted(view: newView))
         armNewViewTimerIfNeeded()
         tryBuildNewView(&out)
@@ -1359,9 +1191,9 @@ public struct Replica {
     /// well, and with f replicas silent in view changes, not counting it left the others
     /// waiting forever for a NEW-VIEW its vote was missing from (found by the coalition).
     mutating func armNewViewTimerIfNeeded() {
-        guard !active, viewChangeDeadline == nil else { return }
-        let joined = viewChanges.values.filter { $0.newView >= view }.count
-        if joined >= config.quorum { viewChangeDeadline = now + viewChangeTimeout() }
+        guard !active, viewChange.deadline == nil else { return }
+        let joined = viewChange.received.values.filter { $0.newView >= view }.count
+        if joined >= config.quorum { viewChange.deadline = now + viewChangeTimeout() }
     }
 
     /// Semantic checks of a VIEW-CHANGE whose signatures were verified at the edge.
@@ -1397,20 +1229,20 @@ public struct Replica {
             // The sender missed the NEW-VIEW of our view. It is self-certifying, so any replica that
             // installed it resends it (at most once per `retransmitTicks` per peer): the primary
             // alone is not enough, it may itself have moved on to a later view.
-            if let nv = lastNewView, nv.view == view, now >= (newViewResent[vc.replica] ?? 0) {
-                newViewResent[vc.replica] = now + config.retransmitTicks
+            if let nv = lastNewView, nv.view == view, now >= (viewChange.newViewResent[vc.replica] ?? 0) {
+                viewChange.newViewResent[vc.replica] = now + config.retransmitTicks
                 send(.replica(vc.replica), .newView(nv), &out)
             }
             return
         }
         guard vc.newView > view || (vc.newView == view && !active) else { return drop(.viewChange, from, .staleView, &out) }
         guard validViewChange(vc) else { return drop(.viewChange, from, .invalidViewChange, &out) }
-        if let existing = viewChanges[vc.replica], existing.newView >= vc.newView { return }
-        viewChanges[vc.replica] = vc
+        if let existing = viewChange.received[vc.replica], existing.newView >= vc.newView { return }
+        viewChange.received[vc.replica] = vc
         armNewViewTimerIfNeeded()
 
         // Liveness (§4.5.2): f+1 replicas ahead of us means a view change is under way without us.
-        let ahead = viewChanges.values.filter { $0.newView > view || ($0.newView == view && active) }
+        let ahead = viewChange.received.values.filter { $0.newView > view || ($0.newView == view && active) }
         if ahead.count >= f + 1 {
             let target = ahead.map(\.newView).sorted()[ahead.count - (f + 1)]
             if target > view || (target == view && active) {
@@ -1424,7 +1256,7 @@ public struct Replica {
     /// New primary: with 2f+1 view changes for `view`, multicast NEW-VIEW and enter the view.
     mutating func tryBuildNewView(_ out: inout ReplicaOutput) {
         guard !active, config.primary(of: view) == id else { return }
-        let vcs = viewChanges.values.filter { $0.newView == view }.sorted { $0.replica < $1.replica }
+        let vcs = viewChange.received.values.filter { $0.newView == view }.sorted { $0.replica < $1.replica }
         guard vcs.count >= config.quorum else { return }
         let chosen = Array(vcs.prefix(config.quorum))
         let proposals = Replica.reproposals(view: view, viewChanges: chosen, config: config).map { sign($0) }
@@ -1473,36 +1305,36 @@ public struct Replica {
             got.view == nv.view && got.seq == e.seq && got.replica == nv.replica && got.digest == e.digest
         }
         guard matches else { return drop(.newView, from, .reproposalsDoNotFollow, &out) }
-        view = nv.view
+        viewChange.view = nv.view
         installNewView(nv, &out)
     }
 
     mutating func installNewView(_ nv: NewView, _ out: inout ReplicaOutput) {
-        phase = .normal
-        prePrepareDeadline = nil
-        lastNewView = nv
+        viewChange.phase = .normal
+        viewChange.prePrepareDeadline = nil
+        viewChange.lastNewView = nv
         out.persist.append(.view(nv.view, active: true))
         out.persist.append(.newView(nv))
-        viewChangeDeadline = nil
-        viewChanges = viewChanges.filter { $0.value.newView > nv.view }
+        viewChange.deadline = nil
+        viewChange.received = viewChange.received.filter { $0.value.newView > nv.view }
         out.events.append(.newViewInstalled(view: nv.view))
 
         // Adopt the highest stable checkpoint among the view changes.
         if let top = nv.viewChanges.max(by: { $0.stableSeq < $1.stableSeq }), top.stableSeq > stableSeq {
-            let state = ownCheckpoints[top.stableSeq].flatMap { $0.digest == top.stableDigest ? ($0.manifest, $0.state) : nil }
+            let state = checkpoints.own[top.stableSeq].flatMap { $0.digest == top.stableDigest ? ($0.manifest, $0.state) : nil }
             makeStable(seq: top.stableSeq, digest: top.stableDigest, proof: top.checkpointProof, state: state, &out)
         }
-        for seq in slots.keys { slots[seq]!.resetForNewView() }
+        for seq in log.slots.keys { log.slots[seq]!.resetForNewView() }
         var maxS = stableSeq
         for pp in nv.prePrepares where pp.seq > stableSeq {
             acceptPrePrepare(pp, &out)
             maxS = max(maxS, pp.seq)
         }
-        nextSeq = max(maxS, lastExecuted) + 1
-        proposedTimestamps = [:]
-        for seq in slots.keys.sorted() where seq > lastExecuted {
-            for r in slots[seq]?.prePrepare.flatMap({ batches[$0.digest] }) ?? [] {
-                proposedTimestamps[r.client] = max(proposedTimestamps[r.client] ?? 0, r.timestamp)
+        log.nextSeq = max(maxS, lastExecuted) + 1
+        clients.proposedTimestamps = [:]
+        for seq in log.slots.keys.sorted() where seq > lastExecuted {
+            for r in log.slots[seq]?.prePrepare.flatMap({ log.batches[$0.digest] }) ?? [] {
+                clients.proposedTimestamps[r.client] = max(clients.proposedTimestamps[r.client] ?? 0, r.timestamp)
             }
         }
         if lastExecuted < stableSeq || !missingBodies(limit: 1).isEmpty { requestFetch(from: nil, &out) }

@@ -129,7 +129,7 @@ struct BudgetRuleTests {
     @Test("§4.3 a checkpoint state larger than one chunk reaches a lagging replica chunk by chunk, each checked against the certified manifest")
     func stateMovesInCheckedChunks() {
         let c = Self.laggingCluster()
-        let manifest = c.replicas[0].stableManifest!
+        let manifest = c.replicas[0].checkpoints.stableManifest!
         #expect(manifest.chunkDigests.count >= 10)
         #expect(manifest.digest == c.replicas[0].stableDigest)
         var chunksSeen = Set<UInt32>()
@@ -227,7 +227,7 @@ struct BudgetRuleTests {
         c.inject(.batch(b), from: .replica(2), to: 1)
         c.run()
         #expect(c.drops(1, reason: "unwanted_batch") == 1)
-        #expect(c.replicas[1].batches[b.digest] == nil)
+        #expect(c.replicas[1].log.batches[b.digest] == nil)
     }
 }
 
@@ -288,14 +288,14 @@ struct InvariantTests {
         let healthy = c.replicas[1]
 
         var below = healthy
-        below.slots[below.stableSeq] = Slot()
+        below.log.slots[below.stableSeq] = Slot()
         #expect(below.stableSeq > 0)
         #expect(below.invariantViolations().contains { $0.contains("at or below the stable checkpoint") })
 
         var flag = healthy
         var slot = Slot()
         slot.committed = true
-        flag.slots[flag.stableSeq + 1] = slot
+        flag.log.slots[flag.stableSeq + 1] = slot
         #expect(flag.invariantViolations().contains { $0.contains("committed flag without a committed certificate") })
 
         var short = healthy
@@ -303,11 +303,11 @@ struct InvariantTests {
         let header = PrePrepareHeader(view: 0, seq: seq, replica: 0, digest: PrePrepare.nullDigest, signature: [UInt8](repeating: 0, count: 64))
         var s2 = Slot()
         s2.preparedCertificate = PreparedCertificate(prePrepare: header, prepares: [])
-        short.slots[seq] = s2
+        short.log.slots[seq] = s2
         #expect(short.invariantViolations().contains { $0.contains("prepared certificate has 0 matching prepares") })
 
         var cache = healthy
-        cache.clients[0]!.replies.reverse()
+        cache.clients.records[0]!.replies.reverse()
         #expect(cache.invariantViolations().contains { $0.contains("reply cache out of order") })
     }
 }

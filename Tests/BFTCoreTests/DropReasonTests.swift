@@ -54,7 +54,7 @@ struct DropReasonTests {
         c.inject(.prePrepare(pp), from: .replica(1), to: 2)  // filtered out; only replica 1 listens
         c.run()
         #expect(c.drops(1, reason: "view_change_in_progress") == 2)
-        #expect(c.replicas[1].slots[1] == nil)
+        #expect(c.replicas[1].log.slots[1] == nil)
     }
 
     @Test("§4.2 messages of an earlier view are dropped: stale_view")
@@ -123,7 +123,7 @@ struct DropReasonTests {
         }
         c.run()
         #expect(c.drops(3, reason: "conflicting_committed_certificate") == 1)
-        #expect(c.replicas[3].slots[2]?.committedCertificate?.prePrepare.digest == da)
+        #expect(c.replicas[3].log.slots[2]?.committedCertificate?.prePrepare.digest == da)
     }
 
     @Test("a FETCH from a peer answered less than half a cooldown ago is dropped: fetch_rate_limited")

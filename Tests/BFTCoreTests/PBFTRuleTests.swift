@@ -315,10 +315,10 @@ struct PBFTRuleTests {
         for t in 1...5 { c.submit(c.request(client: 0, timestamp: UInt64(t), sessionStart: t == 1, op: "\(t)")); c.run() }
         c.down = []
         let good = c.replicas[0]
-        let manifest = good.stableManifest!
+        let manifest = good.checkpoints.stableManifest!
         #expect(manifest.digest == good.stableDigest)
         let proof = (0..<3).map { c.sign(Checkpoint(seq: 4, digest: good.stableDigest, replica: $0), as: .replica($0)) }
-        var wrong = good.stableState!
+        var wrong = good.checkpoints.stableState!
         wrong[wrong.count - 1] ^= 0xff
         let st = c.sign(StateTransfer(seq: 4, proof: proof, manifest: manifest, index: 0, chunk: wrong, replica: 0), as: .replica(0))
         c.inject(.stateTransfer(st), from: .replica(0), to: 3)

@@ -41,14 +41,14 @@ struct QuorumRuleTests {
         c.inject(.prepare(Self.prepares(c, pp, from: [0])[0]), from: .replica(0), to: target)
         c.run()
         #expect(c.drops(target, reason: "prepare_from_primary") == 1)
-        #expect(c.replicas[target].slots[1]?.prepared == false, "2f−1 prepares from backups")
-        #expect(c.replicas[target].slots[1]?.commits[target] == nil, "no COMMIT before prepared")
+        #expect(c.replicas[target].log.slots[1]?.prepared == false, "2f−1 prepares from backups")
+        #expect(c.replicas[target].log.slots[1]?.commits[target] == nil, "no COMMIT before prepared")
         let last = Self.prepares(c, pp, from: [others[2 * f - 2]])[0]
         c.inject(.prepare(last), from: .replica(last.replica), to: target)
         c.run()
-        #expect(c.replicas[target].slots[1]?.prepared == true)
-        #expect(c.replicas[target].slots[1]?.preparedCertificate?.prepares.count == 2 * f)
-        #expect(c.replicas[target].slots[1]?.commits[target] != nil)
+        #expect(c.replicas[target].log.slots[1]?.prepared == true)
+        #expect(c.replicas[target].log.slots[1]?.preparedCertificate?.prepares.count == 2 * f)
+        #expect(c.replicas[target].log.slots[1]?.commits[target] != nil)
     }
 
     @Test("§4.2 committed-local needs 2f+1 matching commits: 2f is not enough", arguments: [4, 7])
@@ -60,17 +60,17 @@ struct QuorumRuleTests {
         c.inject(.prePrepare(pp), from: .replica(0), to: target)
         for p in Self.prepares(c, pp, from: Array(2..<n).prefix(2 * f - 1)) { c.inject(.prepare(p), from: .replica(p.replica), to: target) }
         c.run()
-        #expect(c.replicas[target].slots[1]?.prepared == true)
+        #expect(c.replicas[target].log.slots[1]?.prepared == true)
         // Its own COMMIT plus 2f−1 others: 2f.
         let senders = [0] + Array(2..<n)
         for cm in Self.commits(c, pp, from: senders.prefix(2 * f - 1)) { c.inject(.commit(cm), from: .replica(cm.replica), to: target) }
         c.run()
-        #expect(c.replicas[target].slots[1]?.committed == false)
+        #expect(c.replicas[target].log.slots[1]?.committed == false)
         #expect(c.delivered(target).isEmpty)
         let last = Self.commits(c, pp, from: [senders[2 * f - 1]])[0]
         c.inject(.commit(last), from: .replica(last.replica), to: target)
         c.run()
-        #expect(c.replicas[target].slots[1] == nil || c.replicas[target].lastExecuted == 1)
+        #expect(c.replicas[target].log.slots[1] == nil || c.replicas[target].lastExecuted == 1)
         #expect(c.delivered(target) == [r.digest])
     }
 
@@ -160,7 +160,7 @@ struct QuorumRuleTests {
         c.inject(.newView(c.sign(NewView(view: 2, viewChanges: vcs, prePrepares: [right.header], replica: 2), as: .replica(2))), from: .replica(2), to: target)
         c.run()
         #expect(c.replicas[target].view == 2 && c.replicas[target].active)
-        #expect(c.replicas[target].slots[1]?.digest == pp1.digest)
+        #expect(c.replicas[target].log.slots[1]?.digest == pp1.digest)
     }
 
     @Test("§4.5.2 a replica joins a view change seen from f+1 replicas, not from f", arguments: [4, 7])

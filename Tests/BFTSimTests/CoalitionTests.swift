@@ -66,7 +66,7 @@ struct CoalitionTests {
         var replica = sim.drivers[2].replica
         var slot = Slot()
         slot.committed = true
-        replica.slots[replica.stableSeq + 1] = slot
+        replica.log.slots[replica.stableSeq + 1] = slot
         sim.drivers[2].replica = replica
         let r = sim.run()
         #expect(!r.passed)
