@@ -59,6 +59,11 @@ struct CheckpointState {
     func invariantViolations(config: ProtocolConfig) -> [String] {
         var v: [String] = []
         if stableSeq % config.checkpointInterval != 0 { v.append("stable checkpoint \(stableSeq) is not a checkpoint") }
+        // §4.3: a checkpoint is stable only with 2f+1 matching CHECKPOINTs from distinct replicas.
+        if stableSeq > 0 {
+            let signers = Set(stableProof.filter { $0.seq == stableSeq && $0.digest == stableDigest }.map(\.replica))
+            if signers.count < config.quorum { v.append("stable checkpoint \(stableSeq) proved by \(signers.count) matching CHECKPOINTs") }
+        }
         return v
     }
 }

@@ -171,6 +171,8 @@ extension Replica {
             log.slots[seq] = slot
         }
         if !active, let mine = viewChange.received[id], mine.newView == view { viewChange.attempts = 1 }
+        // As installing a NEW-VIEW does: view changes for this view or earlier ones are done with.
+        if active { viewChange.received = viewChange.received.filter { $0.value.newView > view } }
         collectBodies()
         executeReady(&out)
         lastProgressTick = now

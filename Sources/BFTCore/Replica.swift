@@ -1241,11 +1241,15 @@ public struct Replica {
         viewChange.received[vc.replica] = vc
         armNewViewTimerIfNeeded()
 
-        // Liveness (§4.5.2): f+1 replicas ahead of us means a view change is under way without us.
-        let ahead = viewChange.received.values.filter { $0.newView > view || ($0.newView == view && active) }
+        // Liveness (§4.5.2): f+1 other replicas ahead of us means a view change is under way
+        // without us. Only later views are ahead: a VIEW-CHANGE for the view we are active in
+        // comes from a replica behind us (it missed the NEW-VIEW, resent above), and our own
+        // does not count. Counting either made a restarted primary, whose log still held its
+        // own VIEW-CHANGE for its view, leave that view and re-propose what it had proposed.
+        let ahead = viewChange.received.values.filter { $0.replica != id && $0.newView > view }
         if ahead.count >= f + 1 {
             let target = ahead.map(\.newView).sorted()[ahead.count - (f + 1)]
-            if target > view || (target == view && active) {
+            if target > view {
                 startViewChange(to: target, &out)
                 return
             }
@@ -1324,9 +1328,20 @@ public struct Replica {
             let state = checkpoints.own[top.stableSeq].flatMap { $0.digest == top.stableDigest ? ($0.manifest, $0.state) : nil }
             makeStable(seq: top.stableSeq, digest: top.stableDigest, proof: top.checkpointProof, state: state, &out)
         }
-        for seq in log.slots.keys { log.slots[seq]!.resetForNewView() }
+        // Slots of earlier views start afresh. A slot already pre-prepared in this very view
+        // (the primary installing its own NEW-VIEW again after a restart or after rejoining a
+        // view change for its view) keeps its pre-prepare: proposing another batch for a view
+        // and sequence number it already proposed would be equivocation.
         var maxS = stableSeq
+        for seq in log.slots.keys {
+            if let pp = log.slots[seq]!.prePrepare, pp.view == nv.view {
+                maxS = max(maxS, seq)
+            } else {
+                log.slots[seq]!.resetForNewView()
+            }
+        }
         for pp in nv.prePrepares where pp.seq > stableSeq {
+            if let existing = log.slots[pp.seq]?.prePrepare, existing.view == nv.view { continue }
             acceptPrePrepare(pp, &out)
             maxS = max(maxS, pp.seq)
         }

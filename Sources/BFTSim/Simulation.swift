@@ -523,6 +523,16 @@ public final class Simulation {
             for e in output.events { if case .viewChangeStarted = e { twinViewChanges += 1 } }
         }
         let correctNode = !isByzantine(node)  // read before the driver is borrowed for `apply`
+        if debugEnabled {
+            for o in output.messages {
+                switch o.message {
+                case .prePrepare(let pp): print("t=\(now) r\(r) PP v\(pp.view) n\(pp.seq) \(pp.digest.hex.prefix(8)) reqs \(pp.requests.map { "c\($0.client)/\($0.timestamp)" }) -> \(o.destination)")
+                case .newView(let nv): print("t=\(now) r\(r) NEWVIEW v\(nv.view) from \(nv.viewChanges.map { "r\($0.replica):s\($0.stableSeq):\($0.prepared.map { "n\($0.prePrepare.seq)v\($0.prePrepare.view)/\($0.prePrepare.digest.hex.prefix(4))" })" }) O \(nv.prePrepares.map { "n\($0.seq)/\($0.digest.hex.prefix(4))" })")
+                case .viewChange(let vc): print("t=\(now) r\(r) VC v\(vc.newView) s\(vc.stableSeq) P \(vc.prepared.map { "n\($0.prePrepare.seq)v\($0.prePrepare.view)/\($0.prePrepare.digest.hex.prefix(4))" })")
+                default: break
+                }
+            }
+        }
         try! drivers[node].apply(output) { m, recipients in
             for to in recipients {
                 if case .client(let c) = to, let route = self.replyRoutes[node][c], route != to {
@@ -563,6 +573,20 @@ public final class Simulation {
                 failures.append("replica \(r) re-executed index \(d.index) differently after recovery")
             }
         }
+        if debugEnabled {
+            let recs = (try? driver.log.recoverableRecords()) ?? []
+            for rec in recs {
+                switch rec {
+                case .ownMessage(.prePrepare(let pp)): print("   rec own PP v\(pp.view) n\(pp.seq) \(pp.digest.hex.prefix(4))")
+                case .view(let v, let a): print("   rec view \(v) \(a)")
+                case .newView(let nv): print("   rec newView v\(nv.view) by r\(nv.replica)")
+                case .checkpoint(let seq, _, _, _): print("   rec checkpoint \(seq)")
+                case .stableCheckpoint(let seq, _, _): print("   rec stableCheckpoint \(seq)")
+                default: break
+                }
+            }
+            print("   \(driver.replica.slotSummary)")
+        }
         // Deliveries beyond what it had recorded (possible only if it crashed mid-step) are new.
         let known = before.last?.index ?? 0
         deliveries[r] += out.deliveries.filter { $0.index > known }
@@ -573,6 +597,7 @@ public final class Simulation {
     func record(replica r: ReplicaID, _ output: ReplicaOutput) {
         for d in output.deliveries {
             trace.mix(UInt64(r)); trace.mix(d.index); trace.mix(bytes: d.digest.bytes)
+            if debugEnabled { print("t=\(now) DELIVER r\(r) idx \(d.index) seq \(d.seq) view \(d.view) c\(d.client) ts \(d.timestamp) \(d.digest.hex.prefix(8))") }
             deliveries[r].append(d)
         }
         for e in output.events {

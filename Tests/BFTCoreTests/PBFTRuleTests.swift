@@ -503,6 +503,48 @@ struct PBFTRuleTests {
         #expect(nv?.prePrepares.first?.digest == PrePrepare.batchDigest([r]))
     }
 
+    @Test("§4.5.2 a restarted primary stays in its view: its own old VIEW-CHANGE and one other replica's are not f+1 replicas ahead (seed 777340)")
+    func restartedPrimaryKeepsItsView() {
+        let c = TestCluster()
+        c.down = [0]
+        c.submit(c.request(client: 0, timestamp: 1, sessionStart: true, op: "a"))
+        c.tick(80)
+        #expect(c.replicas[1].view == 1 && c.replicas[1].active)
+        c.down = []
+        c.submit(c.request(client: 0, timestamp: 2, op: "b")); c.run()
+        let proposedBefore = c.replicas[1].log.slots.filter { $0.value.prePrepare?.view == 1 }.count
+        #expect(proposedBefore > 0)
+        c.restart(1)
+        #expect(c.replicas[1].view == 1 && c.replicas[1].active)
+        // One other replica asks for view 2: f = 1, so that alone is not f+1.
+        let vc = c.sign(ViewChange(newView: 2, stableSeq: 0, stableDigest: .zero, checkpointProof: [], prepared: [], replica: 2), as: .replica(2))
+        c.inject(.viewChange(vc), from: .replica(2), to: 1)
+        c.run(limit: 1)
+        #expect(c.replicas[1].view == 1 && c.replicas[1].active, "the primary left its view")
+    }
+
+    @Test("§4.4 a primary that installs its own NEW-VIEW again keeps the pre-prepares it sent in that view and never proposes another batch for them")
+    func reinstalledNewViewKeepsOwnPrePrepares() {
+        let c = TestCluster()
+        c.down = [0]
+        c.submit(c.request(client: 0, timestamp: 1, sessionStart: true, op: "a"))
+        c.tick(80)
+        c.down = []
+        // Commits are lost, so the primary's batches stay pre-prepared and unexecuted.
+        c.filter = { _, _, m in if case .commit = m { return false }; return true }
+        c.submit(c.request(client: 1, timestamp: 1, sessionStart: true, op: "b")); c.run()
+        let primary = c.replicas[1]
+        let own = primary.log.slots.filter { $0.value.prePrepare?.view == 1 && $0.key > primary.lastExecuted }
+        #expect(!own.isEmpty)
+        guard let nv = primary.lastNewView else { Issue.record("no NEW-VIEW"); return }
+        var again = primary
+        var out = ReplicaOutput()
+        again.installNewView(nv, &out)
+        for (seq, slot) in own { #expect(again.log.slots[seq]?.prePrepare?.digest == slot.prePrepare?.digest) }
+        #expect(again.log.nextSeq > (own.keys.max() ?? 0))
+        #expect(!out.messages.contains { if case .prePrepare(let pp) = $0.message { return own[pp.seq] != nil }; return false })
+    }
+
     @Test("§4.4 a NEW-VIEW with fewer than 2f+1 view changes is refused")
     func newViewWithTooFewViewChangesRefused() {
         let c = TestCluster()

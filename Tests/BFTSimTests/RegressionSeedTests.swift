@@ -19,7 +19,14 @@ struct RegressionSeedTests {
     /// checkpoint from 2f+1 CHECKPOINTs without its state, signed prepares up to the new high
     /// watermark, crashed, and recovered from the older checkpoint record, holding slots beyond
     /// its window (45 for a bound of 40). Such adoptions are now persisted.
-    @Test("seed stays fixed", arguments: [UInt64(8_801_951), 5_000_224, 5_000_784, 5_001_681, 7_000_095])
+    /// 777340 (a coalition, two crashes): the primary of view 3 restarted with its own old
+    /// VIEW-CHANGE for view 3 in its log, counted it with one VIEW-CHANGE for view 4 as f+1
+    /// replicas ahead, left its own view for view 3, installed its NEW-VIEW again and proposed
+    /// other batches for sequence numbers it had already pre-prepared: two correct replicas
+    /// executed different batches at one sequence number.
+    /// 777047 (bad signatures, worst-moment crashes): the same path ended in a view change nobody
+    /// finished.
+    @Test("seed stays fixed", arguments: [UInt64(8_801_951), 5_000_224, 5_000_784, 5_001_681, 7_000_095, 777_340, 777_047])
     func seed(_ seed: UInt64) {
         let r = Simulation(scenario: .random(seed: seed)).run()
         #expect(r.passed, "seed \(seed): \(r.failures)")
