@@ -77,8 +77,8 @@ MUTATIONS = [
     ("skip-chunk-digest", "state-transfer", "a state-transfer chunk is not compared with the manifest digest",
      [(REPLICA, "SHA256.hash(st.chunk) == manifest.chunkDigests[index] else {", "true else {")]),
     ("no-equivocation-detection", "validation", "a backup accepts a second, conflicting pre-prepare for the same view and sequence",
-     [(REPLICA, "if let existing = slots[pp.seq]?.prePrepare {",
-       "if let existing = slots[pp.seq]?.prePrepare, existing.digest == pp.digest {")]),
+     [(REPLICA, "if let existing = log.slots[pp.seq]?.prePrepare {",
+       "if let existing = log.slots[pp.seq]?.prePrepare, existing.digest == pp.digest {")]),
 ]
 
 SAFETY_MARKERS = ("total order violated", "integrity:", "causal order:", "checkpoint digests differ",
