@@ -9,7 +9,8 @@ import BFTCrypto
 ///
 /// What it does, each aimed at a rule a weakened replica would break (`ByzantineMode.coalition`):
 /// - **Double voting**: every member prepares and commits every conflicting batch it sees.
-/// - **Equivocation**: a member that is primary sends f correct replicas a different batch.
+/// - **Equivocation**: a member that is primary sends f correct replicas a different batch, or
+///   every backup both batches, one after the other.
 /// - **Damaging VIEW-CHANGEs**: for each sequence number, the prepared certificate whose batch
 ///   differs from the one most replicas committed — a genuine stale one if it can assemble it,
 ///   else one forged in a single way (too few prepares, a repeated signer, garbage signatures).
@@ -205,8 +206,15 @@ public final class Coalition: @unchecked Sendable {
         alt = sign(alt, as: id)
         record(alt.header, body: alt.requests)
         var out: [Outbound] = []
-        for r in 0..<config.n where r != id {
-            out.append(Outbound(.replica(r), .prePrepare(victims.contains(r) ? alt : pp)))
+        if rng.chance(0.5) {
+            // Split: the victims get the other batch only.
+            for r in 0..<config.n where r != id {
+                out.append(Outbound(.replica(r), .prePrepare(victims.contains(r) ? alt : pp)))
+            }
+        } else {
+            // Both, one after the other, to every backup: a backup must keep the first.
+            for r in 0..<config.n where r != id { out.append(Outbound(.replica(r), .prePrepare(pp))) }
+            for r in 0..<config.n where r != id { out.append(Outbound(.replica(r), .prePrepare(alt))) }
         }
         // The coalition votes for both.
         var none = ByzantineCounters()
