@@ -61,6 +61,9 @@ public struct Scenario: Sendable, CustomStringConvertible {
     public var stateBoundOverride: Int? = nil
     /// Byzantine wrappers pass everything through unchanged (an adversary that does nothing).
     public var passiveAdversaries = false
+    /// Skips the replicas' invariant checks (to see what the other checkers alone catch, e.g.
+    /// in the planted-bug score). Not written to scenario files.
+    public var skipInvariantChecks = false
 
     /// Draws a scenario from a seed. `forceTwins` twins a replica even where the seed would not;
     /// `forceCoalition` makes f replicas a coalition even where the seed would not.
@@ -396,7 +399,7 @@ public final class Simulation {
                 if $0.mode == .coalition { b.coalition = coalition }
                 return b
             }
-            var driver = ReplicaDriver(replica: replica, log: InMemoryLog(limits: cfg.limits), interceptor: behaviour, checkInvariants: true)
+            var driver = ReplicaDriver(replica: replica, log: InMemoryLog(limits: cfg.limits), interceptor: behaviour, checkInvariants: !scenario.skipInvariantChecks)
             driver.recordInvariantViolations = true
             drivers.append(driver)
             deliveries.append([])
@@ -406,7 +409,7 @@ public final class Simulation {
             // The second instance: same id, same key, an honest replica of its own.
             let t = twin.replica
             var second = ReplicaDriver(replica: Replica(id: t, config: cfg, signer: replicaSigners[t], application: makeApplication()),
-                                       log: InMemoryLog(limits: cfg.limits), checkInvariants: true)
+                                       log: InMemoryLog(limits: cfg.limits), checkInvariants: !scenario.skipInvariantChecks)
             second.recordInvariantViolations = true
             drivers.append(second)
             verifiers.append(MessageVerifier(checker: checker, clusterID: cfg.clusterID, replicaCount: cfg.n, clientCount: cfg.clientCount))
@@ -552,7 +555,7 @@ public final class Simulation {
         let fresh = Replica(id: r, config: config, signer: replicaSigners[r], application: makeApplication(for: r))
         let before = deliveries[r]
         let old = drivers[r].replica
-        var driver = ReplicaDriver(replica: fresh, log: drivers[r].log, interceptor: drivers[r].interceptor, checkInvariants: true)
+        var driver = ReplicaDriver(replica: fresh, log: drivers[r].log, interceptor: drivers[r].interceptor, checkInvariants: !scenario.skipInvariantChecks)
         driver.recordInvariantViolations = true
         let out: ReplicaOutput
         do {

@@ -34,6 +34,9 @@ struct BFTSimCommand: ParsableCommand {
     @Flag(help: "Make f replicas a coalition in every seed (one adversary: double votes, damaging view changes, short NEW-VIEWs and CATCH-UPs, wrong states) with a network that cuts f correct replicas off.")
     var coalition = false
 
+    @Flag(help: "Skip the replicas' invariant checks (to see what the safety checkers alone catch).")
+    var noInvariantChecks = false
+
     @Option(help: "Run the scenario in this JSON file (written by --write-scenario) instead of random seeds.")
     var scenario: String?
 
@@ -44,7 +47,7 @@ struct BFTSimCommand: ParsableCommand {
     var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
 
     /// The flags that shape scenarios, for the replay lines.
-    var flags: String { (twins ? " --twins" : "") + (coalition ? " --coalition" : "") }
+    var flags: String { (twins ? " --twins" : "") + (coalition ? " --coalition" : "") + (noInvariantChecks ? " --no-invariant-checks" : "") }
 
     func run() throws {
         var passed = 0, failed = 0, idle = 0
@@ -59,6 +62,7 @@ struct BFTSimCommand: ParsableCommand {
         if let path = scenario {
             scenarios = [try Scenario(json: Data(contentsOf: URL(fileURLWithPath: path)))]
         }
+        if noInvariantChecks { for i in scenarios.indices { scenarios[i].skipInvariantChecks = true } }
         let results = SeedRunner.runParallel(scenarios, jobs: jobs)
         for r in results {
             let seed = r.seed
