@@ -29,6 +29,9 @@ public final class ReplicaNode: @unchecked Sendable {
     public let configuration: ClusterConfiguration
     let logger: Logger
     let verifier: MessageVerifier
+    /// The decoders' limits, fixed at start: read on the I/O threads, which must never touch
+    /// `driver` (copying the replica there raced with the core loop and crashed a replica).
+    let limits: MessageLimits
     let transport: Transport
     let ioGroup: MultiThreadedEventLoopGroup
     let coreGroup: MultiThreadedEventLoopGroup
@@ -102,6 +105,7 @@ public final class ReplicaNode: @unchecked Sendable {
         logger[metadataKey: "replica"] = "\(id)"
         self.logger = logger
         let proto = configuration.protocolConfig()
+        self.limits = proto.limits
         self.tickInterval = .milliseconds(Int64(configuration.tickMilliseconds))
         self.verifier = MessageVerifier(checker: configuration.keyring(), clusterID: proto.clusterID,
                                         replicaCount: proto.n, clientCount: proto.clientCount)
@@ -199,7 +203,7 @@ public final class ReplicaNode: @unchecked Sendable {
         let bytes = body.readBytes(length: body.readableBytes) ?? []
         let message: Message
         do {
-            message = try Message.decode(kind: frame.kind, body: bytes, limits: replica.config.limits)
+            message = try Message.decode(kind: frame.kind, body: bytes, limits: limits)
         } catch {
             count(drop: "decode_\(error.reason)")
             transport.penalize(frame.connection, reason: "undecodable \(frame.kind): \(error)")
