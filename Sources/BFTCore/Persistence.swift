@@ -137,6 +137,12 @@ extension Replica {
                 }
             case .prepared(let cert) where cert.prePrepare.seq > stableSeq:
                 log.slots[cert.prePrepare.seq, default: Slot()].preparedCertificate = cert
+            case .committed(let cert) where cert.prePrepare.seq <= stableSeq && cert.prePrepare.seq == lastExecuted + 1:
+                // Executed live in order behind a stable checkpoint adopted without its state
+                // (`onCatchUp`): the log below that checkpoint is gone, so execute it again here.
+                if let body = log.batches[cert.prePrepare.digest] {
+                    execute(PrePrepare(header: cert.prePrepare, requests: body), &out)
+                }
             case .committed(let cert) where cert.prePrepare.seq > stableSeq:
                 log.slots[cert.prePrepare.seq, default: Slot()].committed = true
                 log.slots[cert.prePrepare.seq]!.committedCertificate = cert

@@ -601,6 +601,14 @@ public final class Simulation {
         for d in output.deliveries {
             trace.mix(UInt64(r)); trace.mix(d.index); trace.mix(bytes: d.digest.bytes)
             if debugEnabled { print("t=\(now) DELIVER r\(r) idx \(d.index) seq \(d.seq) view \(d.view) c\(d.client) ts \(d.timestamp) \(d.digest.hex.prefix(8))") }
+            // As the node's deliver log: an index delivered before a crash is not written again,
+            // but executing it again must give the same request.
+            if let last = deliveries[r].last, d.index <= last.index {
+                if let prior = deliveries[r].last(where: { $0.index == d.index }), prior.digest != d.digest {
+                    failures.append("replica \(r) re-executed index \(d.index) differently after recovery")
+                }
+                continue
+            }
             deliveries[r].append(d)
         }
         for e in output.events {
