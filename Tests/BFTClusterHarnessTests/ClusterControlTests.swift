@@ -12,6 +12,7 @@ private let fakeNode = """
     echo "BFT_ALLOW_BYZANTINE=${BFT_ALLOW_BYZANTINE:-unset}"
     for a in "$@"; do case "$a" in exit=*) exit "${a#exit=}" ;; esac; done
     trap 'kill $child; echo terminated; exit 0' TERM
+    echo "ready $$"
     sleep 60 &
     child=$!
     wait $child
@@ -83,13 +84,13 @@ struct ClusterControlTests {
         #expect(r.ok && r.state == "running" && r.pid != nil, "\(r)")
         #expect(await send("start 0").error?.hasPrefix("replica 0 is running") == true)
         let sawArguments = await offPool {
-            for _ in 0..<200 where !(cluster.logTail(of: 0) ?? "").contains("BFT_ALLOW_BYZANTINE") { usleep(10_000) }
+            for _ in 0..<200 where !(cluster.logTail(of: 0) ?? "").contains("ready ") { usleep(10_000) }
             return cluster.logTail(of: 0) ?? ""
         }
         #expect(sawArguments.contains("args: --id 0 --byzantine silent --log-level info"), "\(sawArguments)")
         #expect(sawArguments.contains("BFT_ALLOW_BYZANTINE=1"))
-        r = await send("tail 0 1")
-        #expect(r.ok && r.tail == "BFT_ALLOW_BYZANTINE=1\n", "\(r)")
+        r = await send("tail 0 2")
+        #expect(r.ok && r.tail?.hasPrefix("BFT_ALLOW_BYZANTINE=1\nready ") == true, "\(r)")
 
         // status: the process state, and the status document once the replica wrote one.
         r = await send("status 0")
@@ -119,6 +120,15 @@ struct ClusterControlTests {
         // A restart removes the old status.json, so what status shows is the new process's.
         #expect(await send("start 0").ok)
         #expect(await send("status 0").status == nil)
+        // Its SIGTERM handler must be installed before it is stopped (a shell that has not run
+        // its `trap` yet dies of the SIGTERM instead): wait for the line it prints after it.
+        let ready = "ready \(await send("pids").pids?["0"] ?? -1)\n"
+        var isReady = false
+        for _ in 0..<400 where !isReady {
+            isReady = await offPool { cluster.logTail(of: 0, lines: 1) } == ready
+            if !isReady { try await Task.sleep(for: .milliseconds(25)) }
+        }
+        #expect(isReady, "replica 0 never printed \(ready)")
 
         // stop-all continues a SIGSTOPped replica, so it exits by its own SIGTERM handler (exit
         // 0) instead of being SIGKILLed when the timeout runs out.
