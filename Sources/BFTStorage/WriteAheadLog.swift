@@ -456,59 +456,53 @@ public final class WriteAheadLog: @unchecked Sendable {
         if options.fsync { try POSIXFile.dataSync(fd, path: filePath) }
     }
 
-    /// Completes or abandons compactions a crash interrupted: a `.compact` file holding exactly
-    /// one intact record is the durable new start of the log (older segments go, then the
-    /// rename); anything else never became durable and is deleted.
+    /// Completes or abandons compactions a crash interrupted: a `.sealed` file is durable and
+    /// becomes the log; a `.compacting` file may be a prefix of its records and is deleted (the
+    /// older log is still whole); a `.compact` file (one record, from a version before sealing)
+    /// is finished if that record is intact, else deleted.
     private func finishInterruptedCompactions(_ result: inout WALReplay) throws(WALError) {
-        // Sealed compactions are complete: finish them (drop the older log, take their place).
-        let sealed = try POSIXFile.list(directory)
-            .compactMap { name in Self.segmentSequence(name, suffix: ".log" + Self.sealedSuffix).map { ($0, name) } }
-            .sorted { $0.0 < $1.0 }
-        for (sequence, name) in sealed {
-            for segment in try Self.listSegments(directory) where segment.sequence != sequence {
-                try POSIXFile.unlink(path(segment.name))
-            }
-            try syncDirectory()
-            try POSIXFile.rename(path(name), path(Self.segmentName(sequence)))
-            try syncDirectory()
-            result.notes.append("WAL finished an interrupted compaction into \(Self.segmentName(sequence))")
+        for (sequence, name) in try compactionFiles(suffix: Self.sealedSuffix) {
+            try finishCompaction(name, sequence: sequence, &result)
         }
-        // Unsealed compactions may be a prefix of their records, and the older log is whole
-        // (compaction syncs it first and deletes nothing before sealing): discard them.
-        let unsealed = try POSIXFile.list(directory)
-            .compactMap { name in Self.segmentSequence(name, suffix: ".log" + Self.compactingSuffix).map { ($0, name) } }
-            .sorted { $0.0 < $1.0 }
-        for (_, name) in unsealed {
-            try POSIXFile.unlink(path(name))
-            try syncDirectory()
-            result.notes.append("WAL discarded an incomplete compaction file \(name); the previous log stays")
+        for (_, name) in try compactionFiles(suffix: Self.compactingSuffix) {
+            try discardCompaction(name, &result)
         }
-        // `.compact`: a one-record compaction written before sealing existed, synced before any
-        // older segment was deleted; whole, it is finished, else discarded.
-        let names = try POSIXFile.list(directory)
-            .compactMap { name in Self.segmentSequence(name, suffix: ".log" + Self.compactSuffix).map { ($0, name) } }
-            .sorted { $0.0 < $1.0 }
-        for (sequence, name) in names {
-            let temporaryPath = path(name)
-            let data = try POSIXFile.readAll(temporaryPath)
+        for (sequence, name) in try compactionFiles(suffix: Self.compactSuffix) {
+            let data = try POSIXFile.readAll(path(name))
             let complete = data.withUnsafeBytes { raw in
                 WALFrame.parse(raw, at: 0, maxRecordBytes: options.maxRecordBytes) == .record(
                     payload: WALFrame.headerBytes..<raw.count, next: raw.count)
             }
             if complete {
-                for segment in try Self.listSegments(directory) where segment.sequence != sequence {
-                    try POSIXFile.unlink(path(segment.name))
-                }
-                try syncDirectory()
-                try POSIXFile.rename(temporaryPath, path(Self.segmentName(sequence)))
-                try syncDirectory()
-                result.notes.append("WAL finished an interrupted compaction into \(Self.segmentName(sequence))")
+                try finishCompaction(name, sequence: sequence, &result)
             } else {
-                try POSIXFile.unlink(temporaryPath)
-                try syncDirectory()
-                result.notes.append("WAL discarded an incomplete compaction file \(name); the previous log stays")
+                try discardCompaction(name, &result)
             }
         }
+    }
+
+    /// Compaction files `wal-<n>.log<suffix>`, by sequence number.
+    private func compactionFiles(suffix: String) throws(WALError) -> [(UInt64, String)] {
+        try POSIXFile.list(directory)
+            .compactMap { name in Self.segmentSequence(name, suffix: ".log" + suffix).map { ($0, name) } }
+            .sorted { $0.0 < $1.0 }
+    }
+
+    /// Drops every other segment, then renames the compaction file into place.
+    private func finishCompaction(_ name: String, sequence: UInt64, _ result: inout WALReplay) throws(WALError) {
+        for segment in try Self.listSegments(directory) where segment.sequence != sequence {
+            try POSIXFile.unlink(path(segment.name))
+        }
+        try syncDirectory()
+        try POSIXFile.rename(path(name), path(Self.segmentName(sequence)))
+        try syncDirectory()
+        result.notes.append("WAL finished an interrupted compaction into \(Self.segmentName(sequence))")
+    }
+
+    private func discardCompaction(_ name: String, _ result: inout WALReplay) throws(WALError) {
+        try POSIXFile.unlink(path(name))
+        try syncDirectory()
+        result.notes.append("WAL discarded an incomplete compaction file \(name); the previous log stays")
     }
 
     // MARK: Quarantine (mid-log corruption)

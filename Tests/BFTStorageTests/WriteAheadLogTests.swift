@@ -252,6 +252,16 @@ private let fast = WALOptions(fsync: false)
 
 // MARK: - Compaction
 
+/// Twenty records over several small segments: the options, the segment names and the name the
+/// next segment (a compaction's) gets.
+private func severalSegments(_ dir: String) throws -> (WALOptions, [String], String) {
+    let options = WALOptions(segmentBytesLimit: 100, fsync: false)
+    try populate(dir, (0..<20).map { payload($0) }, options: options)
+    let segments = segmentNames(dir)
+    let last = WriteAheadLog.segmentSequence(segments.last!)!
+    return (options, segments, WriteAheadLog.segmentName(last + 1))
+}
+
 @Suite struct WriteAheadLogCompactionTests {
     @Test func compactRemovesOldSegmentsAndReplayStartsWithCheckpoint() throws {
         try withTemporaryDirectory { dir in
@@ -284,12 +294,8 @@ private let fast = WALOptions(fsync: false)
 
     @Test func interruptedCompactionWithCompleteRecordIsFinished() throws {
         try withTemporaryDirectory { dir in
-            let options = WALOptions(segmentBytesLimit: 100, fsync: false)
-            try populate(dir, (0..<20).map { payload($0) }, options: options)
-            let segments = segmentNames(dir)
-            let last = WriteAheadLog.segmentSequence(segments.last!)!
+            let (options, segments, next) = try severalSegments(dir)
             // State after a crash between writing the .compact file and deleting old segments.
-            let next = WriteAheadLog.segmentName(last + 1)
             try writeBytes(WALFrame.encode(Array("cp".utf8)), to: dir + "/" + next + ".compact")
             // Deleting some old segments already happened, too.
             try FileManager.default.removeItem(atPath: dir + "/" + segments[0])
@@ -343,11 +349,7 @@ private let fast = WALOptions(fsync: false)
 
     @Test func sealedCompactionIsFinishedAfterACrashWhileOlderSegmentsWereDeleted() throws {
         try withTemporaryDirectory { dir in
-            let options = WALOptions(segmentBytesLimit: 100, fsync: false)
-            try populate(dir, (0..<20).map { payload($0) }, options: options)
-            let segments = segmentNames(dir)
-            let last = WriteAheadLog.segmentSequence(segments.last!)!
-            let next = WriteAheadLog.segmentName(last + 1)
+            let (options, segments, next) = try severalSegments(dir)
             let compaction = [Array("cp".utf8), payload(60), payload(61)]
             try writeBytes(compaction.flatMap { WALFrame.encode($0) }, to: dir + "/" + next + ".sealed")
             try FileManager.default.removeItem(atPath: dir + "/" + segments[0])
