@@ -503,14 +503,21 @@ struct PBFTRuleTests {
         #expect(nv?.prePrepares.first?.digest == PrePrepare.batchDigest([r]))
     }
 
-    @Test("§4.5.2 a restarted primary stays in its view: its own old VIEW-CHANGE and one other replica's are not f+1 replicas ahead (seed 777340)")
-    func restartedPrimaryKeepsItsView() {
+    /// A cluster whose primary of view 0 was down long enough for view 1 (primary: replica 1)
+    /// to be installed, with every replica up again.
+    static func clusterInView1() -> TestCluster {
         let c = TestCluster()
         c.down = [0]
         c.submit(c.request(client: 0, timestamp: 1, sessionStart: true, op: "a"))
         c.tick(80)
         #expect(c.replicas[1].view == 1 && c.replicas[1].active)
         c.down = []
+        return c
+    }
+
+    @Test("§4.5.2 a restarted primary stays in its view: its own old VIEW-CHANGE and one other replica's are not f+1 replicas ahead (seed 777340)")
+    func restartedPrimaryKeepsItsView() {
+        let c = Self.clusterInView1()
         c.submit(c.request(client: 0, timestamp: 2, op: "b")); c.run()
         let proposedBefore = c.replicas[1].log.slots.filter { $0.value.prePrepare?.view == 1 }.count
         #expect(proposedBefore > 0)
@@ -525,11 +532,7 @@ struct PBFTRuleTests {
 
     @Test("§4.4 a primary that installs its own NEW-VIEW again keeps the pre-prepares it sent in that view and never proposes another batch for them")
     func reinstalledNewViewKeepsOwnPrePrepares() {
-        let c = TestCluster()
-        c.down = [0]
-        c.submit(c.request(client: 0, timestamp: 1, sessionStart: true, op: "a"))
-        c.tick(80)
-        c.down = []
+        let c = Self.clusterInView1()
         // Commits are lost, so the primary's batches stay pre-prepared and unexecuted.
         c.filter = { _, _, m in if case .commit = m { return false }; return true }
         c.submit(c.request(client: 1, timestamp: 1, sessionStart: true, op: "b")); c.run()
