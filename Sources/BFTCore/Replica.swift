@@ -948,9 +948,16 @@ public struct Replica {
             bytes += size
             s += 1
         }
-        // A peer in a lower view, or in ours but (perhaps) still waiting for its NEW-VIEW, which
-        // the primary of our view sends (one sender, not every replica the peer asks).
-        let nv = (active && (fetch.view < view || (fetch.view == view && isPrimary))) ? lastNewView : nil
+        // A peer in a view below the last NEW-VIEW we installed gets it, whether or not we are
+        // still active there: it is self-certifying, and a replica that has since moved on alone
+        // to a view change may be the only peer that peer asks — its STATUS shows the highest
+        // view (seed 20050147: a restarted replica stayed active in view 1 beside two replicas
+        // active in view 2, fetching only from the third, alone in a change to view 3). A peer
+        // in our view but (perhaps) still waiting for its NEW-VIEW gets it from the primary of
+        // our view (one sender, not every replica the peer asks).
+        let nv = lastNewView.flatMap { nv in
+            nv.view > fetch.view || (active && fetch.view == view && isPrimary && nv.view == view) ? nv : nil
+        }
         if !entries.isEmpty || nv != nil {
             send(.replica(peer), .catchUp(sign(CatchUp(entries: entries, newView: nv, replica: id))), &out)
         }

@@ -615,7 +615,9 @@ public final class Simulation {
             switch e {
             case .viewChangeStarted: viewChanges += 1
             case .stateTransferred: stateTransfers += 1
-            case .dropped: dropCount += 1
+            case .dropped(let kind, let from, let reason):
+                dropCount += 1
+                if debugEnabled { print("t=\(now) DROP r\(r) \(kind) from \(from) \(reason)") }
             case .checkpointStable(let seq, let digest):
                 if let prev = stableDigests[seq], prev != digest {
                     failures.append("checkpoint digests differ at seq \(seq): \(prev.hex) vs \(digest.hex) (replica \(r))")

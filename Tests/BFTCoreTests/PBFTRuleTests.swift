@@ -463,6 +463,32 @@ struct PBFTRuleTests {
         #expect(c.replicas[1].view == 2 && !c.replicas[1].active, "one replica ahead alone is not followed (f+1 rule)")
     }
 
+    @Test("§4.4 a replica behind gets the last NEW-VIEW from a peer that has since left that view alone for a view change (seed 20050147)")
+    func newViewFetchedFromPeerInLaterViewChange() {
+        let c = TestCluster()
+        c.down = [3]
+        for i in 0..<3 {
+            var out = ReplicaOutput()
+            c.replicas[i].startViewChange(to: 1, &out)
+            c.absorb(i, out)
+        }
+        c.run()
+        for i in 0..<3 { #expect(c.replicas[i].view == 1 && c.replicas[i].active) }
+        // Replica 2 moves on alone (its timer fired); f+1 are needed to follow it, so it stays there.
+        var out = ReplicaOutput()
+        c.replicas[2].startViewChange(to: 2, &out)
+        c.absorb(2, out)
+        c.run()
+        // Replica 3 comes back still active in view 0 and hears only replica 2, whose STATUS shows
+        // the highest view: it is the one replica 3 fetches from.
+        c.down = []
+        c.filter = { from, to, _ in to != .replica(3) || from == .replica(2) }
+        c.tick(40)
+        #expect(c.replicas[2].view == 2 && !c.replicas[2].active, "one replica ahead alone is not followed (f+1 rule)")
+        #expect(c.replicas[3].view == 1 && c.replicas[3].active,
+                "replica 2 installed view 1's NEW-VIEW and must hand it on even while changing to view 2")
+    }
+
     @Test("catch-up: a replica waiting for a NEW-VIEW still fetches committed certificates from a peer whose STATUS shows it ahead")
     func waitingReplicaFetchesFromPeerAhead() {
         let c = TestCluster()

@@ -29,7 +29,11 @@ struct RegressionSeedTests {
     /// 20031223 (Twins, worst-moment crashes; found by the 100,000-seed run): a replica executed
     /// batches from a CATCH-UP below a stable checkpoint it had adopted without its state, then
     /// crashed; recovery skipped those committed records and it came back 4 batches behind.
-    @Test("seed stays fixed", arguments: [UInt64(8_801_951), 5_000_224, 5_000_784, 5_001_681, 7_000_095, 777_340, 777_047, 20_031_223])
+    /// 20050147 (worst-moment crashes; found by the 100,000-seed run): a replica restarted active
+    /// in view 1 while two others ran view 2 and the third had moved on alone to a change to view
+    /// 3. Its STATUS showed the highest view, so the restarted replica fetched only from it, and a
+    /// replica in a view change did not hand on the NEW-VIEW it had installed: views never settled.
+    @Test("seed stays fixed", arguments: [UInt64(8_801_951), 5_000_224, 5_000_784, 5_001_681, 7_000_095, 777_340, 777_047, 20_031_223, 20_050_147])
     func seed(_ seed: UInt64) {
         let r = Simulation(scenario: .random(seed: seed)).run()
         #expect(r.passed, "seed \(seed): \(r.failures)")
