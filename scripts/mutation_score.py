@@ -6,8 +6,10 @@ script applies it to a copy of the package, builds `bft-sim`, runs a seed range 
 whether the simulator caught it as a SAFETY violation (agreement, total order, integrity, checkpoint
 digests, a client completing on a result no correct replica produced), as an INVARIANT violation
 (a correct replica's own state broke one of `Replica.invariantViolations()`, e.g. a prepared
-certificate with too few prepares; reported per seed, not trapped), only as a LIVENESS failure,
-or not at all (SURVIVED); and whether `swift test --filter BFTCoreTests` fails on it.
+certificate with too few prepares; reported per seed, not trapped), as a BOUNDS violation (a
+correct replica's slots, batch bodies or pending requests outgrew the bounds the budget allows),
+only as a LIVENESS failure, or not at all (SURVIVED); and whether `swift test --filter
+BFTCoreTests` fails on it.
 
 The package is copied once to a work directory (without `.build*` and `.git`); each mutation is
 applied there, built incrementally (the build directory is reused) and reverted afterwards.
@@ -46,6 +48,27 @@ MUTATIONS = [
     ("stable-checkpoint-quorum-1", "quorum", "a checkpoint stable with 2f matching CHECKPOINTs",
      [(REPLICA, "byDigest.first(where: { $0.value.count >= config.quorum })",
        "byDigest.first(where: { $0.value.count >= config.quorum - 1 })")]),
+    # The three above change one site of a quorum rule: the replica decides with one vote too few,
+    # but every replica still checks the certificates it receives (VIEW-CHANGE, CATCH-UP, checkpoint
+    # proofs) with the right quorum, so the short certificate is refused where it would matter.
+    # The "-everywhere" variants change the rule itself, as a wrong shared formula would.
+    ("prepared-2f-1-everywhere", "quorum", "prepared certificates of 2f-1 prepares, made and accepted",
+     [(REPLICA, "guard matching.count >= 2 * f else { return }",
+       "guard matching.count >= 2 * f - 1 else { return }"),
+      (REPLICA, "guard backups.count >= 2 * f else { return false }",
+       "guard backups.count >= 2 * f - 1 else { return false }")]),
+    ("committed-quorum-1-everywhere", "quorum", "committed certificates of 2f commits, made and accepted",
+     [(REPLICA, "let matching = slot.commits.values.filter { $0.view == pp.view && $0.digest == d }.sorted { $0.replica < $1.replica }\n"
+                "        guard matching.count >= config.quorum else { return }",
+       "let matching = slot.commits.values.filter { $0.view == pp.view && $0.digest == d }.sorted { $0.replica < $1.replica }\n"
+       "        guard matching.count >= config.quorum - 1 else { return }"),
+      (REPLICA, "seen.insert(c.replica)\n        }\n        return seen.count >= config.quorum",
+       "seen.insert(c.replica)\n        }\n        return seen.count >= config.quorum - 1")]),
+    ("stable-checkpoint-quorum-1-everywhere", "quorum", "checkpoint proofs of 2f CHECKPOINTs, made and accepted",
+     [(REPLICA, "byDigest.first(where: { $0.value.count >= config.quorum })",
+       "byDigest.first(where: { $0.value.count >= config.quorum - 1 })"),
+      (REPLICA, "seen.insert(cp.replica)\n        }\n        return seen.count >= config.quorum",
+       "seen.insert(cp.replica)\n        }\n        return seen.count >= config.quorum - 1")]),
     ("new-view-quorum-1", "quorum", "a NEW-VIEW accepted with 2f view changes",
      [(REPLICA, "guard senders.count >= config.quorum else {",
        "guard senders.count >= config.quorum - 1 else {")]),
@@ -74,6 +97,11 @@ MUTATIONS = [
     ("inwindow-always", "watermarks", "inWindow always true (no watermark check)",
      [(REPLICA, "func inWindow(_ seq: SeqNum) -> Bool { seq > stableSeq && seq <= highWatermark }",
        "func inWindow(_ seq: SeqNum) -> Bool { true }")]),
+    ("no-watermarks-everywhere", "watermarks", "no watermark check, neither on messages nor on VIEW-CHANGE certificates",
+     [(REPLICA, "func inWindow(_ seq: SeqNum) -> Bool { seq > stableSeq && seq <= highWatermark }",
+       "func inWindow(_ seq: SeqNum) -> Bool { true }"),
+      (REPLICA, "pp.seq > vc.stableSeq, pp.seq <= vc.stableSeq + config.watermarkWindow,",
+       "pp.seq > vc.stableSeq,")]),
     ("skip-chunk-digest", "state-transfer", "a state-transfer chunk is not compared with the manifest digest",
      [(REPLICA, "SHA256.hash(st.chunk) == manifest.chunkDigests[index] else {", "true else {")]),
     ("no-equivocation-detection", "validation", "a backup accepts a second, conflicting pre-prepare for the same view and sequence",
@@ -145,11 +173,14 @@ def classify(output):
             seeds[current].append(line.strip())
     safety = [s for s, ls in seeds.items() if any(any(k in l for k in SAFETY_MARKERS) for l in ls)]
     invariant = [s for s, ls in seeds.items() if s not in safety and any(l.startswith("invariant violated") for l in ls)]
-    liveness = [s for s, ls in seeds.items() if s not in safety and s not in invariant and any(l.startswith("liveness:") for l in ls)]
-    other = [s for s in seeds if s not in safety and s not in invariant and s not in liveness]
+    bounds = [s for s, ls in seeds.items() if s not in safety and s not in invariant and any(l.startswith("bounded state") for l in ls)]
+    liveness = [s for s, ls in seeds.items() if s not in safety and s not in invariant and s not in bounds
+                and any(l.startswith("liveness:") for l in ls)]
+    other = [s for s in seeds if s not in safety and s not in invariant and s not in bounds and s not in liveness]
     first = next((l for s in safety for l in seeds[s] if any(k in l for k in SAFETY_MARKERS)), "") or \
-        next((l for s in invariant for l in seeds[s] if l.startswith("invariant violated")), "")
-    return safety, invariant, liveness, other, first
+        next((l for s in invariant for l in seeds[s] if l.startswith("invariant violated")), "") or \
+        next((l for s in bounds for l in seeds[s] if l.startswith("bounded state")), "")
+    return safety, invariant, bounds, liveness, other, first
 
 
 def main():
@@ -213,10 +244,10 @@ def main():
             if rc not in (0, 1) or not re.match(r"\d+ passed, \d+ failed", last):
                 crashed = True
                 break
-            s_, _, l_, _, _ = classify(out)
+            s_, _, _, l_, _, _ = classify(out)
             if (s_ and not args.all_seeds) or (args.max_liveness and len(l_) >= args.max_liveness):
                 break
-        safety, invariant, liveness, other, example = classify(out)
+        safety, invariant, bounds, liveness, other, example = classify(out)
         summary = f"{ran} seeds run"
         if crashed:
             verdict = "CRASH"
@@ -224,6 +255,8 @@ def main():
             verdict = "SAFETY"
         elif invariant:
             verdict = "INVARIANT"
+        elif bounds:
+            verdict = "BOUNDS"
         elif liveness or other:
             verdict = "LIVENESS"
         else:
@@ -247,10 +280,10 @@ def main():
             # Unmutated code: every seed and every rule test must pass, or the score means nothing.
             verdict = "clean" if verdict == "SURVIVED" else f"BASELINE FAILS ({verdict})"
             tests = {"missed": "pass", "": ""}.get(tests, f"BASELINE FAILS ({tests})")
-        r = {"verdict": verdict, "safety": len(safety), "invariant": len(invariant), "liveness": len(liveness), "other": len(other),
+        r = {"verdict": verdict, "safety": len(safety), "invariant": len(invariant), "bounds": len(bounds), "liveness": len(liveness), "other": len(other),
              "example": example, "tests": tests, "build_s": bt, "seeds_s": st, "tests_s": tt,
-             "total_s": time.time() - t0, "summary": summary, "first_seed": (safety or invariant or liveness or other or [""])[0]}
-        log(f"{label}: {verdict} safety={len(safety)} invariant={len(invariant)} liveness={len(liveness)} other={len(other)} tests={tests} "
+             "total_s": time.time() - t0, "summary": summary, "first_seed": (safety or invariant or bounds or liveness or other or [""])[0]}
+        log(f"{label}: {verdict} safety={len(safety)} invariant={len(invariant)} bounds={len(bounds)} liveness={len(liveness)} other={len(other)} tests={tests} "
             f"(build {bt:.0f}s, seeds {st:.0f}s, tests {tt:.0f}s) {summary}")
         if example:
             log(f"    e.g. {example[:160]}")
@@ -270,13 +303,13 @@ def main():
     lines = [f"seeds {args.start}..{args.start + args.seeds - 1} ({args.seeds}), bft-sim built {args.config}"
              + (f", bft-sim {args.sim_args}" if args.sim_args else ""),
              "",
-             "| mutation | class | planted bug | simulator | failed seeds (safety / invariant / liveness / other) of seeds run | first failing seed | BFTCoreTests | time (build + seeds + tests) |",
+             "| mutation | class | planted bug | simulator | failed seeds (safety / invariant / bounds / liveness / other) of seeds run | first failing seed | BFTCoreTests | time (build + seeds + tests) |",
              "|---|---|---|---|---|---|---|---|"]
     for name, cls, desc, r in rows:
         if "build" in r:
             lines.append(f"| `{name}` | {cls} | {desc} | build failed | | | | |")
             continue
-        lines.append(f"| `{name}` | {cls} | {desc} | {r['verdict']} | {r['safety']} / {r['invariant']} / {r['liveness']} / {r['other']} of {r['summary'].split()[0]} | "
+        lines.append(f"| `{name}` | {cls} | {desc} | {r['verdict']} | {r['safety']} / {r['invariant']} / {r['bounds']} / {r['liveness']} / {r['other']} of {r['summary'].split()[0]} | "
                      f"{r['first_seed']} | {r['tests'] or 'not run'} | {r['build_s']:.0f} + {r['seeds_s']:.0f} + {r['tests_s']:.0f} s |")
     table = "\n".join(lines)
     print(table)

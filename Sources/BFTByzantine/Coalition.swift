@@ -14,13 +14,18 @@ import BFTCrypto
 /// - **Damaging VIEW-CHANGEs**: for each sequence number, the prepared certificate whose batch
 ///   differs from the one most replicas committed — a genuine stale one if it can assemble it,
 ///   else one forged in a single way (too few prepares, a repeated signer, garbage signatures).
-/// - **Short NEW-VIEWs**: a member that is the new primary sends, as soon as it holds 2f view
-///   changes, a NEW-VIEW built from the ones that report the least, then proposes conflicting
-///   batches for the sequence numbers it left out; correct replicas must refuse it.
+/// - **Short or selective NEW-VIEWs**: a member that is the new primary sends, as soon as it
+///   holds 2f view changes, a NEW-VIEW built from the ones that report the least (correct
+///   replicas must refuse it); or, half the time, a valid one from 2f+1 view changes chosen the
+///   same way, leaving out a correct replica that alone prepared (or committed) something. Then
+///   it proposes conflicting batches for the sequence numbers it left out.
 /// - **Short CATCH-UPs** to replicas whose STATUS shows them behind: committed certificates for
 ///   conflicting batches with the coalition's commits only.
 /// - **Wrong states** to replicas that FETCH: genuine proof and manifest with a corrupted chunk,
 ///   or a made-up state at a later checkpoint with a proof signed by the coalition alone.
+/// - **Running ahead of the watermarks**: now and then, pre-prepares (from a member that leads
+///   the view), prepares and commits from every member for sequence numbers beyond the high
+///   watermark; a replica without the watermark check would hold slots without bound.
 public final class Coalition: @unchecked Sendable {
     public let members: [ReplicaID]
     let signers: [ReplicaID: any MessageSigner]
@@ -40,7 +45,8 @@ public final class Coalition: @unchecked Sendable {
     /// Members' VIEW-CHANGEs that a correct replica accepts (no certificates: a member may
     /// claim it prepared nothing), for the short NEW-VIEW.
     var validViewChanges: [ViewNum: [ReplicaID: ViewChange]] = [:]
-    /// Whether members send their commits to one correct replica only (drawn per coalition).
+    /// Whether members send their prepares and commits to one correct replica only (drawn per
+    /// coalition).
     public var selectiveCommits: Bool
     /// Double votes already cast (one per key: all members at once).
     var doubleVoted: Set<VoteKey> = []
@@ -54,12 +60,21 @@ public final class Coalition: @unchecked Sendable {
     var statuses: [ReplicaID: [Status]] = [:]
     var fetches: [ReplicaID: [Fetch]] = [:]
     var rng: SplitMix64
+    /// Generators of their own for running ahead of the watermarks and for choosing the NEW-VIEW
+    /// size, so the draws of every other weapon stay as they were.
+    var aheadRng: SplitMix64
+    var newViewRng: SplitMix64
+    /// View changes per NEW-VIEW a member sends as primary of a view: 2f (short, must be
+    /// refused) or 2f+1 (valid, the ones that report least).
+    var newViewSize: [ViewNum: Int] = [:]
 
     public init(members: [ReplicaID], signers: [ReplicaID: any MessageSigner], config: ProtocolConfig, seed: UInt64) {
         self.members = members.sorted()
         self.signers = signers
         self.config = config
         self.rng = SplitMix64(seed: seed)
+        self.aheadRng = SplitMix64(seed: seed ^ 0x5eed_a4ead)
+        self.newViewRng = SplitMix64(seed: seed ^ 0x4e3_71e3)
         self.selectiveCommits = rng.chance(0.5)
     }
 
@@ -144,6 +159,7 @@ public final class Coalition: @unchecked Sendable {
         if let top = viewChanges.keys.max() { viewChanges = viewChanges.filter { $0.key + 8 >= top } }
         if let top = validViewChanges.keys.max() { validViewChanges = validViewChanges.filter { $0.key + 8 >= top } }
         if let top = shortNewViewCerts.keys.max() { shortNewViewCerts = shortNewViewCerts.filter { $0.key + 8 >= top } }
+        if let top = newViewSize.keys.max() { newViewSize = newViewSize.filter { $0.key + 8 >= top } }
     }
 
     /// A batch different from `body` (its requests in another order, or fewer of them).
@@ -186,16 +202,59 @@ public final class Coalition: @unchecked Sendable {
                 && (selectiveCommits || isMember(config.primary(of: c.view + 1))):
                 // Commits reach one correct replica only (a different one per sequence number):
                 // it alone may execute, the others prepared but wait, and change view.
-                let target = correct[Int(c.seq % UInt64(max(correct.count, 1)))]
-                result.append(Outbound(.replica(target), o.message))
-                for m in members where m != id { result.append(Outbound(.replica(m), o.message)) }
+                result += toTarget(o.message, seq: c.seq, member: id)
+                counters.withheld += 1
+            case .prepare(let p) where p.replica == id && o.destination == .allReplicas && selectiveCommits:
+                // Prepares too, to the same replica: with the network hiding that replica's own
+                // votes (a one-way partition), it alone prepares; the others never do, change
+                // view without it, and a NEW-VIEW that leaves it out may reuse the sequence number.
+                result += toTarget(o.message, seq: p.seq, member: id)
                 counters.withheld += 1
             default:
                 result.append(o)
             }
         }
         result += shortNewView(member: id, replica: replica, counters: &counters)
+        result += aheadOfWatermarks(outputs, member: id, replica: replica, counters: &counters)
         return result
+    }
+
+    /// When the member proposes or commits, one time in ten: a pre-prepare (if it leads the view)
+    /// and every member's prepare and commit for a sequence number beyond the high watermark.
+    /// A correct replica drops them (`outsideWatermarks`); one that took them would keep a slot
+    /// for each, beyond its window, until the bounded-state check reports it.
+    func aheadOfWatermarks(_ outputs: [Outbound], member id: ReplicaID, replica: Replica, counters: inout ByzantineCounters) -> [Outbound] {
+        let acts = outputs.contains {
+            switch $0.message {
+            case .prePrepare(let pp): return pp.replica == id
+            case .commit(let c): return c.replica == id
+            default: return false
+            }
+        }
+        guard acts, replica.active, aheadRng.chance(0.1) else { return [] }
+        let w = replica.view
+        let seq = replica.stableSeq + config.watermarkWindow + 1 + UInt64(aheadRng.int(0...Int(config.watermarkWindow) * 4))
+        var digest = PrePrepare.nullDigest
+        var out: [Outbound] = []
+        if config.primary(of: w) == id {
+            let pp = sign(PrePrepare(view: w, seq: seq, replica: id, requests: []), as: id)
+            digest = pp.digest
+            out.append(Outbound(.allReplicas, .prePrepare(pp)))
+        }
+        for r in members where r != config.primary(of: w) {
+            out.append(Outbound(.allReplicas, .prepare(sign(Prepare(view: w, seq: seq, digest: digest, replica: r), as: r))))
+        }
+        for r in members {
+            out.append(Outbound(.allReplicas, .commit(sign(Commit(view: w, seq: seq, digest: digest, replica: r), as: r))))
+        }
+        counters.forged += out.count
+        return out
+    }
+
+    /// `m` to the one correct replica chosen for `seq`, and to the other members.
+    func toTarget(_ m: Message, seq: SeqNum, member id: ReplicaID) -> [Outbound] {
+        let target = correct[Int(seq % UInt64(max(correct.count, 1)))]
+        return [Outbound(.replica(target), m)] + members.filter { $0 != id }.map { Outbound(.replica($0), m) }
     }
 
     func equivocate(_ pp: PrePrepare, member id: ReplicaID, counters: inout ByzantineCounters) -> [Outbound] {
@@ -294,11 +353,13 @@ public final class Coalition: @unchecked Sendable {
     }
 
     /// As the new primary: a NEW-VIEW from the 2f view changes that report the least (one short
-    /// of a quorum), then conflicting batches for the sequence numbers it leaves out.
+    /// of a quorum), or from the 2f+1 that do (valid), then conflicting batches for the sequence
+    /// numbers it leaves out.
     func shortNewView(member id: ReplicaID, replica: Replica, counters: inout ByzantineCounters) -> [Outbound] {
         let w = replica.view
         guard !replica.active, config.primary(of: w) == id, let own = validViewChanges[w]?[id] else { return [] }
-        let size = max(2, config.quorum - 1)
+        if newViewSize[w] == nil { newViewSize[w] = newViewRng.chance(0.5) ? config.quorum : max(2, config.quorum - 1) }
+        let size = newViewSize[w]!
         var pool = (viewChanges[w] ?? [:]).filter { !isMember($0.key) }
         for (r, vc) in validViewChanges[w] ?? [:] where r != id { pool[r] = vc }
         let others = pool.filter { $0.key != id }.values
