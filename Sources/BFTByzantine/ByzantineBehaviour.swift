@@ -59,11 +59,16 @@ public struct ByzantineCounters: Sendable, Equatable {
     /// Prepared certificates put in a VIEW-CHANGE for a batch other than the one most replicas
     /// committed: stale genuine ones or forged ones (coalition).
     public var forgedCertificates = 0
+    /// Valid NEW-VIEWs from the 2f+1 view changes that report least, leaving others out (coalition).
+    public var selectiveNewViews = 0
+    /// Pre-prepares, prepares and commits sent for sequence numbers beyond the high watermark (coalition).
+    public var beyondWatermarks = 0
 
     public init() {}
 
     public var total: Int {
         equivocations + withheld + delayed + corruptedSignatures + replayed + forged + forgedReplies + doubleVotes + forgedCertificates
+            + selectiveNewViews + beyondWatermarks
     }
 
     /// The counter that shows `mode` deviated from the honest replica.
@@ -76,7 +81,7 @@ public struct ByzantineCounters: Sendable, Equatable {
         case .replay: return replayed
         case .bogusViewChange, .outOfWindow: return forged
         case .forgedReplies, .divergentReplies: return forgedReplies
-        case .coalition: return doubleVotes + forgedCertificates + forged + equivocations
+        case .coalition: return doubleVotes + forgedCertificates + forged + equivocations + selectiveNewViews + beyondWatermarks
         }
     }
 
@@ -84,7 +89,8 @@ public struct ByzantineCounters: Sendable, Equatable {
     public var summary: String {
         let all = [("equivocations", equivocations), ("withheld", withheld), ("delayed", delayed),
                    ("corruptedSignatures", corruptedSignatures), ("replayed", replayed), ("forged", forged),
-                   ("forgedReplies", forgedReplies), ("doubleVotes", doubleVotes), ("forgedCertificates", forgedCertificates)]
+                   ("forgedReplies", forgedReplies), ("doubleVotes", doubleVotes), ("forgedCertificates", forgedCertificates),
+                   ("selectiveNewViews", selectiveNewViews), ("beyondWatermarks", beyondWatermarks)]
         let nonZero = all.filter { $0.1 > 0 }.map { "\($0.0)=\($0.1)" }
         return nonZero.isEmpty ? "none" : nonZero.joined(separator: " ")
     }

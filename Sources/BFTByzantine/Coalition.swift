@@ -247,7 +247,7 @@ public final class Coalition: @unchecked Sendable {
         for r in members {
             out.append(Outbound(.allReplicas, .commit(sign(Commit(view: w, seq: seq, digest: digest, replica: r), as: r))))
         }
-        counters.forged += out.count
+        counters.beyondWatermarks += out.count
         return out
     }
 
@@ -373,7 +373,7 @@ public final class Coalition: @unchecked Sendable {
         let proposals = Replica.reproposals(view: w, viewChanges: chosen, config: config).map { sign($0, as: id) }
         let nv = sign(NewView(view: w, viewChanges: chosen, prePrepares: proposals, replica: id), as: id)
         var out = [Outbound(.allReplicas, .newView(nv))]
-        counters.forged += 1
+        if size >= config.quorum { counters.selectiveNewViews += 1 } else { counters.forged += 1 }
         // Conflicting batches where correct replicas may have committed something else.
         let covered = proposals.map(\.seq).max() ?? chosen.map(\.stableSeq).max() ?? 0
         for seq in headers.keys.sorted() where seq > covered && seq <= covered + UInt64(config.maxInFlightBatches) {

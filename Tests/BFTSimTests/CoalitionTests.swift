@@ -11,7 +11,7 @@ import Testing
 struct CoalitionTests {
     static let seeds = (UInt64(1)...UInt64(60)).map { Scenario.random(seed: $0, forceCoalition: true) }
 
-    @Test("f replicas acting as one double-vote, equivocate, put damaging certificates in view changes and forge NEW-VIEWs, CATCH-UPs and states, and every seed still passes")
+    @Test("f replicas acting as one double-vote, equivocate, put damaging certificates in view changes, send short and selective NEW-VIEWs, vote beyond the watermarks and forge CATCH-UPs and states, and every seed still passes")
     func coalitionActsAndTheProtocolHolds() {
         let results = SeedRunner.runParallel(Self.seeds, jobs: 2)
         let failed = results.filter { !$0.passed }
@@ -25,8 +25,13 @@ struct CoalitionTests {
                 total.forged += a.counters.forged
                 total.equivocations += a.counters.equivocations
                 total.withheld += a.counters.withheld
+                total.selectiveNewViews += a.counters.selectiveNewViews
+                total.beyondWatermarks += a.counters.beyondWatermarks
             }
         }
+        #expect(total.selectiveNewViews > 0, "valid NEW-VIEWs that leave a replica's view change out")
+        #expect(total.beyondWatermarks > 0, "votes beyond the high watermark")
+        #expect(total.withheld > 0, "prepares and commits sent to one correct replica only")
         #expect(total.doubleVotes > 0)
         #expect(total.forgedCertificates > 0)
         #expect(total.forged > 0)
