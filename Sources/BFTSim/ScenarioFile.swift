@@ -11,6 +11,7 @@ extension Scenario {
         struct Partition: Codable { var start: UInt64; var end: UInt64; var isolated: [Int]; var oneWay: Bool }
         struct Crash: Codable { var replica: Int; var from: UInt64; var to: UInt64; var amnesia: Bool }
         struct Byzantine: Codable { var replica: Int; var mode: String }
+        struct Deaf: Codable { var replica: Int; var start: UInt64; var end: UInt64 }
         var seed: UInt64
         var n: Int
         var clients: Int
@@ -29,6 +30,7 @@ extension Scenario {
         var twins: TwinsPlan?
         var byzantineClient: Int?
         var crashAtWorstMoment: Bool?
+        var deaf: [Deaf]?
         /// Free text: why the file was kept.
         var note: String?
     }
@@ -53,7 +55,8 @@ extension Scenario {
                         crashes: crashes.map { .init(replica: $0.replica, from: $0.from, to: $0.to, amnesia: $0.amnesia) },
                         byzantine: byzantine.map { .init(replica: $0.replica, mode: $0.mode.rawValue) },
                         useEd25519: useEd25519, payloadBytes: payloadBytes, twins: twins, byzantineClient: byzantineClient,
-                        crashAtWorstMoment: crashAtWorstMoment ? true : nil, note: note)
+                        crashAtWorstMoment: crashAtWorstMoment ? true : nil,
+                        deaf: deaf.isEmpty ? nil : deaf.map { .init(replica: $0.replica, start: $0.start, end: $0.end) }, note: note)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return try encoder.encode(file)
@@ -66,6 +69,7 @@ extension Scenario {
         guard f.clients >= 1, f.clientWindow >= 1, f.maxDelayTicks >= 1 else { throw FileError.invalid("clients, window and delay must be positive") }
         let inRange = { (r: Int) in r >= 0 && r < f.n }
         guard f.partitions.allSatisfy({ $0.isolated.allSatisfy(inRange) }), f.crashes.allSatisfy({ inRange($0.replica) }),
+              (f.deaf ?? []).allSatisfy({ inRange($0.replica) }),
               f.byzantine.allSatisfy({ inRange($0.replica) }) else { throw FileError.invalid("replica id out of range") }
         var byz: [(replica: ReplicaID, mode: ByzantineMode)] = []
         for b in f.byzantine {
@@ -90,5 +94,6 @@ extension Scenario {
             byzantineClient = c
         }
         crashAtWorstMoment = f.crashAtWorstMoment ?? false
+        deaf = (f.deaf ?? []).map { ($0.replica, $0.start, $0.end) }
     }
 }

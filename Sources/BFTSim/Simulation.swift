@@ -47,6 +47,10 @@ public struct Scenario: Sendable, CustomStringConvertible {
     /// Byzantine) crashes inside a step — after persisting all of its records, or only a torn
     /// prefix of them, and before sending anything — and restarts from its log at once.
     public var crashAtWorstMoment = false
+    /// Deaf replicas: during (start, end) the replica's outgoing links work but nothing reaches
+    /// it (the opposite of a one-way partition, which lets the isolated replicas hear but not be
+    /// heard). It keeps sending what its timers make: view changes nobody follows, stale votes.
+    public var deaf: [(replica: ReplicaID, start: UInt64, end: UInt64)] = []
 
     // Test-only knobs: weaken one part of the system so a test can show the checkers notice.
     /// Clients complete a request on the first verified reply instead of f+1 matching ones.
@@ -142,13 +146,20 @@ public struct Scenario: Sendable, CustomStringConvertible {
         if s.clients > 1 && clientRng.chance(0.2) { s.byzantineClient = clientRng.int(0...(s.clients - 1)) }
         var crashRng = SimRandom(seed: seed ^ 0xc4a5_4ed0)
         s.crashAtWorstMoment = crashRng.chance(0.2)
+        // A replica that can send but not receive, one seed in ten, for 200–800 ticks (not with
+        // a coalition, whose own partition already shapes the links).
+        var deafRng = SimRandom(seed: seed ^ 0xdeaf_5eed)
+        if deafRng.chance(0.1) && !s.byzantine.contains(where: { $0.mode == .coalition }) {
+            let start = UInt64(deafRng.int(0...Int(faultTicks / 2)))
+            s.deaf = [(deafRng.int(0...(n - 1)), start, min(faultTicks, start + UInt64(deafRng.int(200...800))))]
+        }
         return s
     }
 
     public var description: String {
         let byz = byzantine.map { "\($0.replica):\($0.mode.rawValue)" }.joined(separator: ",")
         let twin = twins.map { " twins=r\($0.replica)/\($0.windows.count)w" } ?? ""
-        return "n=\(n) clients=\(clients)x\(requestsPerClient) window=\(clientWindow) payload=\(payloadBytes) faultTicks=\(faultTicks) drop=\(Int(dropRate * 1000))‰ dup=\(Int(duplicateRate * 1000))‰ delay<=\(maxDelayTicks) partitions=\(partitions.count) crashes=\(crashes.count) byzantine=[\(byz)]\(twin)\(byzantineClient.map { " byzantineClient=\($0)" } ?? "")\(crashAtWorstMoment ? " worstMomentCrashes" : "")"
+        return "n=\(n) clients=\(clients)x\(requestsPerClient) window=\(clientWindow) payload=\(payloadBytes) faultTicks=\(faultTicks) drop=\(Int(dropRate * 1000))‰ dup=\(Int(duplicateRate * 1000))‰ delay<=\(maxDelayTicks) partitions=\(partitions.count) crashes=\(crashes.count) byzantine=[\(byz)]\(twin)\(byzantineClient.map { " byzantineClient=\($0)" } ?? "")\(crashAtWorstMoment ? " worstMomentCrashes" : "")\(deaf.map { " deaf=r\($0.replica)@\($0.start)-\($0.end)" }.joined())"
     }
 }
 
@@ -317,6 +328,8 @@ public final class Simulation {
     /// The result digest of the first correct reply per (client, timestamp), and who sent it.
     var correctReplies: [ClientID: [UInt64: (replica: ReplicaID, result: Digest)]] = [:]
     var peakSlots = 0, peakBatches = 0, peakPending = 0
+    /// Messages the network kept from a deaf replica, and messages a deaf replica sent.
+    var deafDrops = 0, deafSends = 0
 
     var now: UInt64 = 0
     var trace = TraceHash()
@@ -464,6 +477,10 @@ public final class Simulation {
             for w in twin.windows where now >= w.start && now < w.end {
                 guard let g = w.group(of: fromNode), g == w.group(of: toNode) else { return false }
             }
+        }
+        for d in scenario.deaf where now >= d.start && now < d.end && a != b {
+            if b == .replica(d.replica) { deafDrops += 1; return false }
+            if a == .replica(d.replica) { deafSends += 1 }
         }
         for p in scenario.partitions where now >= p.start && now < p.end {
             let aIn: Bool, bIn: Bool

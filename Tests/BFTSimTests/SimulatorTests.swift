@@ -1,6 +1,6 @@
 import BFTCore
 import BFTByzantine
-import BFTSim
+@testable import BFTSim
 import Testing
 
 /// The simulator over many seeds: every seed runs a fault phase with up to f Byzantine replicas,
@@ -65,6 +65,32 @@ struct SimulatorTests {
         let r = Simulation(scenario: Self.scenario(mode, seed: 4242)).run()
         #expect(r.passed, "\(mode): \(r.failures)")
         #expect(r.delivered == 24)
+    }
+
+    @Test("a replica that can send but not receive: it hears nothing, its messages still go out, and every property holds", arguments: [0, 1])
+    func deafReplica(_ deafReplica: Int) {
+        // Replica 0 is the first primary: deaf, it hears no request and proposes nothing, so the
+        // others change view without it while its STATUS and timers still speak; 1 is a backup.
+        let sim = Simulation(scenario: {
+            var s = Self.scenario(nil, seed: 777)
+            s.deaf = [(deafReplica, 20, s.faultTicks)]
+            return s
+        }())
+        let r = sim.run()
+        #expect(r.passed, "\(r.failures)")
+        #expect(r.delivered == 24)
+        #expect(sim.deafDrops > 0, "the network kept messages from the deaf replica")
+        #expect(sim.deafSends > 0, "the deaf replica still sent messages")
+    }
+
+    @Test("deaf replicas are drawn in some seeds (never with a coalition) and survive the scenario file round trip")
+    func deafIsDrawn() throws {
+        let drawn = (UInt64(1)...UInt64(200)).map { Scenario.random(seed: $0) }.filter { !$0.deaf.isEmpty }
+        #expect(!drawn.isEmpty)
+        #expect(drawn.allSatisfy { s in !s.byzantine.contains { $0.mode == .coalition } })
+        let back = try Scenario(json: drawn[0].jsonData())
+        #expect(back.deaf.map(\.replica) == drawn[0].deaf.map(\.replica))
+        #expect(back.deaf.map(\.start) == drawn[0].deaf.map(\.start) && back.deaf.map(\.end) == drawn[0].deaf.map(\.end))
     }
 
     @Test("real Ed25519 signatures work in the simulator")
