@@ -1140,7 +1140,19 @@ public struct Replica {
 
     mutating func retransmit(_ out: inout ReplicaOutput) {
         if !active {
-            if let mine = viewChange.received[id], mine.newView == view { send(.allReplicas, .viewChange(mine), &out) }
+            if let mine = viewChange.received[id], mine.newView == view {
+                send(.allReplicas, .viewChange(mine), &out)
+            } else {
+                // Changing view without our VIEW-CHANGE: a crash tore the step that started this
+                // view change after its view record, so the VIEW-CHANGE was never persisted and
+                // never sent. Left alone, no one hears from us again and, as the new primary, we
+                // never count 2f+1 (seed 20031677, worst-moment crashes). Make it now.
+                sendViewChange(&out)
+                viewChange.attempts = max(viewChange.attempts, 1)
+                armNewViewTimerIfNeeded()
+                tryBuildNewView(&out)
+                if active { return }
+            }
             // The new primary resends its NEW-VIEW when our VIEW-CHANGE reaches it, and also
             // answers a FETCH with it: a second way in, should one of the two keep getting lost.
             // This FETCH does not take the cooldown: a STATUS-driven FETCH to a peer that is ahead
@@ -1174,22 +1186,28 @@ public struct Replica {
         guard newView > view || (newView == view && active) else { return }
         viewChange.view = newView
         viewChange.phase = .changing
-        var certs: [PreparedCertificate] = []
-        for seq in log.slots.keys.sorted() where seq > stableSeq {
-            if let cert = log.slots[seq]?.preparedCertificate { certs.append(cert) }
-        }
-        let vc = sign(ViewChange(newView: newView, stableSeq: stableSeq, stableDigest: stableDigest,
-                                 checkpointProof: checkpoints.stableProof, prepared: certs, replica: id))
         viewChange.received = viewChange.received.filter { $0.value.newView > newView }
-        viewChange.received[id] = vc
         out.persist.append(.view(newView, active: false))
-        out.persist.append(.ownMessage(.viewChange(vc)))
-        send(.allReplicas, .viewChange(vc), &out)
+        sendViewChange(&out)
         viewChange.deadline = nil
         viewChange.attempts += 1
         out.events.append(.viewChangeStarted(view: newView))
         armNewViewTimerIfNeeded()
         tryBuildNewView(&out)
+    }
+
+    /// Our VIEW-CHANGE for the view we are changing to, with the prepared certificates above our
+    /// stable checkpoint: persisted, then multicast.
+    mutating func sendViewChange(_ out: inout ReplicaOutput) {
+        var certs: [PreparedCertificate] = []
+        for seq in log.slots.keys.sorted() where seq > stableSeq {
+            if let cert = log.slots[seq]?.preparedCertificate { certs.append(cert) }
+        }
+        let vc = sign(ViewChange(newView: view, stableSeq: stableSeq, stableDigest: stableDigest,
+                                 checkpointProof: checkpoints.stableProof, prepared: certs, replica: id))
+        viewChange.received[id] = vc
+        out.persist.append(.ownMessage(.viewChange(vc)))
+        send(.allReplicas, .viewChange(vc), &out)
     }
 
     /// §4.5.2: the timer for the next view starts only once 2f+1 replicas are changing to this

@@ -489,6 +489,36 @@ struct PBFTRuleTests {
                 "replica 2 installed view 1's NEW-VIEW and must hand it on even while changing to view 2")
     }
 
+    @Test("§4.4 a replica that crashed after recording its view change but before its VIEW-CHANGE was persisted makes and sends one after restart (seed 20031677)")
+    func tornViewChangeIsMadeAgainAfterRestart() {
+        let c = TestCluster()
+        // Replica 2 is the primary of view 2. Its step that starts the view change persists the
+        // view record and then the VIEW-CHANGE; the crash keeps only the first, and nothing of
+        // the step was sent (persist before send).
+        var torn = ReplicaOutput()
+        c.drivers[2].replica.startViewChange(to: 2, &torn)
+        #expect(torn.persist.count == 2)
+        try! c.drivers[2].log.persist(Array(torn.persist.prefix(1)))
+        c.restart(2)
+        #expect(c.replicas[2].view == 2 && !c.replicas[2].active)
+        // The others change to view 2 as well (replica 0 stays out: f = 1 may be silent).
+        for i in [1, 3] {
+            var out = ReplicaOutput()
+            c.replicas[i].startViewChange(to: 2, &out)
+            c.absorb(i, out)
+        }
+        c.down = [0]
+        c.tick(30)
+        let own = c.persisted[2].contains { record in
+            if case .ownMessage(.viewChange(let vc)) = record { return vc.newView == 2 }
+            return false
+        }
+        #expect(own, "replica 2 persisted a VIEW-CHANGE for view 2")
+        for i in [1, 2, 3] {
+            #expect(c.replicas[i].view == 2 && c.replicas[i].active, "replica \(i): the new primary counted its own VIEW-CHANGE and sent the NEW-VIEW")
+        }
+    }
+
     @Test("catch-up: a replica waiting for a NEW-VIEW still fetches committed certificates from a peer whose STATUS shows it ahead")
     func waitingReplicaFetchesFromPeerAhead() {
         let c = TestCluster()
