@@ -50,8 +50,9 @@ public final class Coalition: @unchecked Sendable {
     public var selectiveCommits: Bool
     /// Double votes already cast (one per key: all members at once).
     var doubleVoted: Set<VoteKey> = []
-    /// Views for which a short NEW-VIEW was sent, with the certificates its view changes reported.
-    var shortNewViewCerts: [ViewNum: Int] = [:]
+    /// Views for which a crafted NEW-VIEW (short or selective) was sent, with the certificates its
+    /// view changes reported.
+    var craftedNewViewCerts: [ViewNum: Int] = [:]
     /// Tick of the last short CATCH-UP / wrong state per victim (rate limit).
     var lastCatchUp: [ReplicaID: UInt64] = [:]
     var lastWrongState: [ReplicaID: UInt64] = [:]
@@ -158,7 +159,7 @@ public final class Coalition: @unchecked Sendable {
         bodies = bodies.filter { keep.contains($0.key) }
         if let top = viewChanges.keys.max() { viewChanges = viewChanges.filter { $0.key + 8 >= top } }
         if let top = validViewChanges.keys.max() { validViewChanges = validViewChanges.filter { $0.key + 8 >= top } }
-        if let top = shortNewViewCerts.keys.max() { shortNewViewCerts = shortNewViewCerts.filter { $0.key + 8 >= top } }
+        if let top = craftedNewViewCerts.keys.max() { craftedNewViewCerts = craftedNewViewCerts.filter { $0.key + 8 >= top } }
         if let top = newViewSize.keys.max() { newViewSize = newViewSize.filter { $0.key + 8 >= top } }
     }
 
@@ -195,8 +196,8 @@ public final class Coalition: @unchecked Sendable {
                 viewChanges[vc.newView, default: [:]][id] = damaging
                 validViewChanges[vc.newView, default: [:]][id] = Self.withoutCertificates(vc, signedBy: signers[id]!, config: config)
                 result.append(Outbound(o.destination, .viewChange(damaging)))
-            case .newView(let nv) where nv.replica == id && shortNewViewCerts[nv.view] != nil:
-                // The honest NEW-VIEW would overtake the short one: withhold it.
+            case .newView(let nv) where nv.replica == id && craftedNewViewCerts[nv.view] != nil:
+                // The honest NEW-VIEW would overtake the crafted one: withhold it.
                 counters.withheld += 1
             case .commit(let c) where c.replica == id && o.destination == .allReplicas
                 && (selectiveCommits || isMember(config.primary(of: c.view + 1))):
@@ -214,7 +215,7 @@ public final class Coalition: @unchecked Sendable {
                 result.append(o)
             }
         }
-        result += shortNewView(member: id, replica: replica, counters: &counters)
+        result += craftedNewView(member: id, replica: replica, counters: &counters)
         result += aheadOfWatermarks(outputs, member: id, replica: replica, counters: &counters)
         return result
     }
@@ -355,7 +356,7 @@ public final class Coalition: @unchecked Sendable {
     /// As the new primary: a NEW-VIEW from the 2f view changes that report the least (one short
     /// of a quorum), or from the 2f+1 that do (valid), then conflicting batches for the sequence
     /// numbers it leaves out.
-    func shortNewView(member id: ReplicaID, replica: Replica, counters: inout ByzantineCounters) -> [Outbound] {
+    func craftedNewView(member id: ReplicaID, replica: Replica, counters: inout ByzantineCounters) -> [Outbound] {
         let w = replica.view
         guard !replica.active, config.primary(of: w) == id, let own = validViewChanges[w]?[id] else { return [] }
         if newViewSize[w] == nil { newViewSize[w] = newViewRng.chance(0.5) ? config.quorum : max(2, config.quorum - 1) }
@@ -368,8 +369,8 @@ public final class Coalition: @unchecked Sendable {
         let chosen = ([own] + others.prefix(size - 1)).sorted { $0.replica < $1.replica }
         // Again only when view changes that report less arrived.
         let reported = chosen.reduce(0) { $0 + $1.prepared.count }
-        if let sent = shortNewViewCerts[w], sent <= reported { return [] }
-        shortNewViewCerts[w] = reported
+        if let sent = craftedNewViewCerts[w], sent <= reported { return [] }
+        craftedNewViewCerts[w] = reported
         let proposals = Replica.reproposals(view: w, viewChanges: chosen, config: config).map { sign($0, as: id) }
         let nv = sign(NewView(view: w, viewChanges: chosen, prePrepares: proposals, replica: id), as: id)
         var out = [Outbound(.allReplicas, .newView(nv))]
